@@ -1,0 +1,1 @@
+"""llasa_rt.engines: writing engine bundles (atomically) and backend-specific plans."""
