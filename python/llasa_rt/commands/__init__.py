@@ -1,0 +1,1 @@
+"""CLI commands: one module per `llasa-rt` command, each with `register(subparsers)`."""
