@@ -26,23 +26,28 @@ def check_destination(out: Path, overwrite: bool) -> None:
         if not out.is_dir():
             raise BundleError(f"output '{out}' exists and is a file; choose another --out")
         if any(out.iterdir()) and not overwrite:
-            raise BundleError(f"output folder '{out}' is not empty; pass --overwrite to replace it, or choose another --out")
+            raise BundleError(f"output folder '{out}' is not empty; pass --overwrite to replace it, "
+                              "or choose another --out")
 
 
 @contextlib.contextmanager
-def staged_bundle(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yields a temporary folder to write a bundle into; on success it replaces `out`.
+def staged_folder(out: str | Path, overwrite: bool = False, required: str | None = None) -> Iterator[Path]:
+    """Yields a temporary folder next to `out`; when the block succeeds it replaces `out`.
 
-    On any exception the temporary folder is removed and `out` is left as it was.
+    On any exception the temporary folder is removed and `out` is left as it was. `required` names a
+    file that must exist in the folder for it to count as complete.
     """
     out = Path(out).absolute()
     check_destination(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result should be an ordinary folder
     try:
         yield tmp
-        if not (tmp / MANIFEST_NAME).is_file():
-            raise BundleError(f"internal error: the bundle staged in {tmp} has no {MANIFEST_NAME}")
+        if required and not (tmp / required).is_file():
+            raise BundleError(f"internal error: the folder staged in {tmp} has no {required}")
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -53,6 +58,11 @@ def staged_bundle(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def staged_bundle(out: str | Path, overwrite: bool = False) -> contextlib.AbstractContextManager[Path]:
+    """`staged_folder` for a bundle: complete only once manifest.json is written."""
+    return staged_folder(out, overwrite, required=MANIFEST_NAME)
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:

