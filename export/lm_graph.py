@@ -126,7 +126,7 @@ class LlamaGraphBuilder:
                       bits=bits, block_size=self.opt.block_size, accuracy_level=self.opt.accuracy_level)[0]
 
     def _norm_weight(self, g: GraphWriter, w: WeightReader, key: str) -> str:
-        return g.initializer(key, w.get(key).astype(self.act))
+        return g.initializer(key, w.get(key).astype(self.act, copy=False))
 
     # ---- graph -----------------------------------------------------------------------------------
     def build(self, onnx_path: Path) -> dict:
@@ -165,7 +165,7 @@ class LlamaGraphBuilder:
         table = w.get(emb_key)
         vocab = table.shape[0]
         if self.bits is None:
-            t = g.initializer(emb_key, table.astype(self.act))
+            t = g.initializer(emb_key, table.astype(self.act, copy=False))
             x = g.node("Gather", [t, input_ids], "/model/embed_tokens/Gather", axis=0)[0]
         else:
             q = quantize_blockwise(table, self.opt.embed_bits, self.opt.block_size)

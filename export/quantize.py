@@ -42,12 +42,26 @@ def _pack_nibbles(a: np.ndarray) -> np.ndarray:
     return (a[..., 0::2] | (a[..., 1::2] << 4)).astype(np.uint8)
 
 
-def quantize_blockwise(w: np.ndarray, bits: int, block_size: int) -> Quantized:
-    """Quantises a float matrix [N, K] block-wise along K (round to nearest, asymmetric)."""
+def quantize_blockwise(w: np.ndarray, bits: int, block_size: int, rows_per_chunk: int = 4096) -> Quantized:
+    """Quantises a float matrix [N, K] block-wise along K (round to nearest, asymmetric).
+
+    Rows are processed `rows_per_chunk` at a time so the temporaries stay small even for an 8B model's
+    193,800-row embedding table.
+    """
     if bits not in (4, 8):
         raise ValueError(f"bits must be 4 or 8, not {bits}")
     if block_size < 16 or block_size & (block_size - 1):
         raise ValueError(f"block_size must be a power of two >= 16, not {block_size}")
+    if w.shape[0] > rows_per_chunk:
+        parts = [_quantize_rows(w[i:i + rows_per_chunk], bits, block_size)
+                 for i in range(0, w.shape[0], rows_per_chunk)]
+        return Quantized(data=np.concatenate([p.data for p in parts]), scales=np.concatenate([p.scales for p in parts]),
+                         zero_points=np.concatenate([p.zero_points for p in parts]), bits=bits,
+                         block_size=block_size, k=w.shape[1])
+    return _quantize_rows(w, bits, block_size)
+
+
+def _quantize_rows(w: np.ndarray, bits: int, block_size: int) -> Quantized:
     w = np.asarray(w, dtype=np.float32)
     n, k = w.shape
     n_blocks = -(-k // block_size)

@@ -74,3 +74,10 @@ def test_matmulnbits_layout_matches_numpy(bits, n, k):
     np.testing.assert_allclose(out[0], a @ dequantize(q).T, atol=1e-5)
     if len(out) > 1:
         np.testing.assert_array_equal(out[1], dequantize(q)[idx])
+
+
+def test_chunked_quantisation_equals_whole_matrix():
+    w = np.random.default_rng(1).standard_normal((1000, 96)).astype(np.float32)
+    whole, chunked = quantize_blockwise(w, 4, 32), quantize_blockwise(w, 4, 32, rows_per_chunk=128)
+    for field in ("data", "scales", "zero_points"):
+        np.testing.assert_array_equal(getattr(whole, field), getattr(chunked, field))

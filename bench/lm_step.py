@@ -1,0 +1,141 @@
+"""Decode speed and memory of the Llasa-1B LM: transformers fp32 `generate` vs our fp32 and int4 graphs.
+
+Builds a random-weight checkpoint of the real Llasa-1B shape (16 layers, hidden 2048, 32/8 heads,
+head_dim 64, vocab 193,800; bf16 as published) under bench/out/ (not committed; reused on later runs),
+exports it to fp32 and int4 bundles, then runs each path in its own process (so peak RSS is its own):
+
+- transformers fp32 `generate` (the official Llasa path), greedy;
+- our fp32 graph and our int4 graph in a plain ONNX Runtime loop (growing past, batch 1).
+
+Each path: a 60-token prompt, then 100 decode steps, 2 threads. Prints decode tokens/s, prefill time,
+peak RSS and ratios against transformers measured in the same run. Usage:
+
+    python bench/lm_step.py [--tokens 100] [--threads 2] [--out bench/out]
+
+Needs the export extra (torch, transformers). About 10 minutes and 9 GB of RAM on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+PROMPT_LEN = 60
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss it is not inherited across fork+exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def prompt_ids() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.concatenate([[128000], rng.integers(0, 128000, PROMPT_LEN - 2), [128260]]).astype(np.int64)[None]
+
+
+def child_transformers(ckpt: Path, tokens: int, threads: int) -> dict:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.set_num_threads(threads)
+    model = LlamaForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32).eval()
+    ids = torch.as_tensor(prompt_ids())
+    kw = dict(do_sample=False, attention_mask=torch.ones_like(ids), pad_token_id=128261, eos_token_id=None)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kw)
+        prefill = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model.generate(ids, max_new_tokens=tokens + 1, min_new_tokens=tokens + 1, **kw)
+        total = time.perf_counter() - t0
+    return {"decode_tok_s": tokens / (total - prefill), "prefill_s": prefill, "peak_rss_gb": peak_rss_gb()}
+
+
+def child_onnx(bundle: Path, tokens: int, threads: int) -> dict:
+    import onnxruntime as ort
+
+    model = json.loads((bundle / "manifest.json").read_text())["model"]
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(bundle / "lm.onnx"), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    kv = np.float16 if model["kv_dtype"] == "float16" else np.float32
+    past = {f"past_key_values.{i}.{n}": np.zeros((1, model["num_kv_heads"], 0, model["head_dim"]), kv)
+            for i in range(model["num_layers"]) for n in ("key", "value")}
+    ids, n, times = prompt_ids(), 0, []
+    for _ in range(tokens + 1):
+        s = ids.shape[1]
+        t0 = time.perf_counter()
+        out = dict(zip(names, sess.run(None, {
+            "input_ids": ids, "attention_mask": np.ones((1, n + s), np.int64),
+            "position_ids": np.arange(n, n + s, dtype=np.int64)[None], **past}), strict=True))
+        times.append(time.perf_counter() - t0)
+        past = {k.replace("present", "past_key_values"): v for k, v in out.items() if k.startswith("present")}
+        n += s
+        ids = np.array([[128264 + int(np.argmax(out["logits"][0, :65536]))]], np.int64)
+    return {"decode_tok_s": tokens / sum(times[1:]), "prefill_s": times[0], "peak_rss_gb": peak_rss_gb()}
+
+
+def run_child(kind: str, path: Path, tokens: int, threads: int) -> dict:
+    r = subprocess.run([sys.executable, __file__, "--child", kind, "--path", str(path), "--tokens", str(tokens),
+                        "--threads", str(threads)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokens", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out"))
+    ap.add_argument("--child", choices=["transformers", "onnx"])
+    ap.add_argument("--path")
+    a = ap.parse_args()
+    if a.child == "transformers":
+        print(json.dumps(child_transformers(Path(a.path), a.tokens, a.threads)))
+        return
+    if a.child == "onnx":
+        print(json.dumps(child_onnx(Path(a.path), a.tokens, a.threads)))
+        return
+
+    from llasa_rt.export.bundle_export import export_bundle
+    from llasa_rt.export.tiny import make_tiny_llasa
+
+    out = Path(a.out)
+    ckpt = out / "llasa-1b-random"
+    if not (ckpt / "config.json").is_file():
+        print(f"writing a random-weight Llasa-1B-shaped checkpoint to {ckpt} ...", flush=True)
+        make_tiny_llasa(ckpt, "1b", seed=0, dtype="bfloat16")
+    bundles = {}
+    for precision in ("fp32", "int4"):
+        b = out / f"llasa-1b-random-{precision}"
+        if not (b / "manifest.json").is_file():
+            t0 = time.perf_counter()
+            export_bundle(str(ckpt), b, precision=precision, overwrite=True, verify=False, log=lambda m: None)
+            print(f"exported {precision} in {time.perf_counter() - t0:.0f} s", flush=True)
+        bundles[precision] = b
+
+    rows = [("transformers fp32 generate", run_child("transformers", ckpt, a.tokens, a.threads))]
+    for precision, b in bundles.items():
+        rows.append((f"llasa-rt {precision} graph, ORT loop", run_child("onnx", b, a.tokens, a.threads)))
+    base = rows[0][1]["decode_tok_s"]
+    print(f"\nLlasa-1B shape, random weights, {PROMPT_LEN}-token prompt, {a.tokens} decode steps, {a.threads} threads")
+    print(f"{'path':34s} {'decode tok/s':>12s} {'vs transformers':>16s} {'prefill s':>10s} {'peak RSS GB':>12s}")
+    for name, r in rows:
+        print(f"{name:34s} {r['decode_tok_s']:12.2f} {r['decode_tok_s'] / base:15.2f}x {r['prefill_s']:10.2f} "
+              f"{r['peak_rss_gb']:12.2f}")
+
+
+if __name__ == "__main__":
+    main()
