@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -68,6 +68,26 @@ class CMakeBuild(build_ext):
         subprocess.run(["cmake", "--build", str(build_temp), "--config", build_type, "-j", jobs], check=True)
 
 
+# Source folder of each top-level part of the namespace; their sub-packages are found automatically.
+PACKAGE_ROOTS = {
+    "llasa_rt": "python/llasa_rt",
+    "llasa_rt.export": "export",
+    "llasa_rt.engines": "engines",
+    "llasa_rt.calibration": "calibration",
+}
+
+
+def packages_and_dirs() -> tuple[list[str], dict[str, str]]:
+    packages, dirs = [], {}
+    for name, folder in PACKAGE_ROOTS.items():
+        for pkg in [name, *(f"{name}.{sub}" for sub in find_packages(where=str(ROOT / folder)))]:
+            packages.append(pkg)
+            dirs[pkg] = folder + pkg[len(name):].replace(".", "/")
+    return packages, dirs
+
+
+PACKAGES, PACKAGE_DIRS = packages_and_dirs()
+
 RUNTIME_DEPS = ["numpy>=1.24", "onnxruntime>=1.20", "tokenizers>=0.19", "soundfile>=0.12"]
 EXPORT_DEPS = [
     "torch>=2.4",
@@ -86,13 +106,8 @@ setup(
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["llasa_rt", "llasa_rt.export", "llasa_rt.engines", "llasa_rt.calibration"],
-    package_dir={
-        "llasa_rt": "python/llasa_rt",
-        "llasa_rt.export": "export",
-        "llasa_rt.engines": "engines",
-        "llasa_rt.calibration": "calibration",
-    },
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIRS,
     package_data={"llasa_rt.export": ["data/*"], "llasa_rt.calibration": ["data/*"]},
     ext_modules=[CMakeExtension("llasa_rt._core", ROOT)],
     cmdclass={"build_ext": CMakeBuild},
