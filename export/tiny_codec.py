@@ -81,8 +81,9 @@ def make_tiny_xcodec2(out_dir: str | Path, preset: str = "tiny", seed: int = 0) 
         _randomize(module, gen)
         for k, v in module.state_dict().items():
             tensors[prefix + k] = v.detach().to(torch.float32).contiguous().clone()
-    # The projection into the FSQ space must keep values near the quantizer's range for varied codes.
-    tensors["generator.quantizer.project_in.weight"] *= 4.0
+    # The random encoder's features are large (std ~80 for white noise input), which would saturate the FSQ bound
+    # and give a handful of codes; shrinking the projection into the FSQ space keeps the codes varied.
+    tensors["generator.quantizer.project_in.weight"] *= 0.015
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / WEIGHTS_NAME), metadata={"format": "pt"})

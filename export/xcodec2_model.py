@@ -105,7 +105,7 @@ class XCodec2Decoder(nn.Module):
 
     @classmethod
     def from_folder(cls, folder: Path) -> XCodec2Decoder:
-        return cls.from_tensors(load_tensors(folder, ("generator.", "fc_post_a.")))
+        return cls.from_tensors(load_tensors(Path(folder), ("generator.", "fc_post_a.")))
 
 
 def _load_strict(module: nn.Module, tensors: dict[str, Any], what: str) -> None:
@@ -197,7 +197,7 @@ class XCodec2Encoder(nn.Module):
     @classmethod
     def from_folder(cls, folder: Path) -> XCodec2Encoder:
         prefixes = ("semantic_model.", "SemanticEncoder_module.", "CodecEnc.", "fc_prior.", "generator.quantizer.")
-        return cls(load_tensors(folder, prefixes))
+        return cls(load_tensors(Path(folder), prefixes))
 
     @torch.no_grad()
     def encode(self, wav: np.ndarray) -> np.ndarray:
