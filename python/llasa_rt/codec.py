@@ -96,7 +96,7 @@ class StreamingConfig:
 
     chunk_frames: int = 50  # new frames per decoder run (50 frames = 1 s of audio)
     left_context_frames: int = 150  # earlier frames decoded with each chunk, then dropped (3 s)
-    lookahead_frames: int = 0  # later frames decoded with each chunk and dropped (adds latency: 20 ms each)
+    lookahead_frames: int = 5  # later frames decoded with each chunk and dropped (adds latency: 20 ms each)
     crossfade_samples: int = 320  # linear cross-fade between consecutive chunks (one frame = 20 ms)
 
     def validate(self, hop: int) -> None:
