@@ -16,7 +16,6 @@ import itertools
 
 import numpy as np
 from codec_setup import codec_bundle, codec_checkpoint, work_dir
-
 from llasa_rt.codec import CodecDecoder, StreamingConfig
 from llasa_rt.export.codec import snr_db
 
@@ -47,8 +46,8 @@ def main() -> None:
     for chunk, left, ahead in itertools.product((25, 50), (25, 50, 150), (0, 5, 10)):
         cfg = StreamingConfig(chunk_frames=chunk, left_context_frames=left, lookahead_frames=ahead)
         streamed = dec.streaming(cfg).decode(codes)
-        print(f"| {chunk} | {left} | {ahead} | {snr_db(whole, streamed):.1f} | {worst_frame_snr(whole, streamed):.1f} |",
-              flush=True)
+        snr, worst = snr_db(whole, streamed), worst_frame_snr(whole, streamed)
+        print(f"| {chunk} | {left} | {ahead} | {snr:.1f} | {worst:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

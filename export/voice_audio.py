@@ -11,7 +11,6 @@ from math import gcd
 from pathlib import Path
 
 import numpy as np
-
 from llasa_rt.errors import InputError
 
 TARGET_RATE = 16000
@@ -86,7 +85,7 @@ def load_prompt_audio(path: str | Path, max_seconds: float = MAX_SECONDS) -> Pro
     if channels > 1:
         print(f"llasa-rt: {path.name}: mixed {channels} channels down to mono", file=sys.stderr)
     truncated = False
-    limit_in = int(round(max_seconds * rate))
+    limit_in = round(max_seconds * rate)
     if len(wav) > limit_in:
         print(f"llasa-rt: {path.name}: using the first {max_seconds:g} s of {len(wav) / rate:.1f} s (a longer prompt "
               "would crowd out the text and the generated speech in the model's context)", file=sys.stderr)

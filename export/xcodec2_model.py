@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
 from llasa_rt.errors import CheckpointError
+from torch import nn
 
 from .xcodec2_checkpoint import DecoderDims, decoder_dims, load_tensors
 from .xcodec2_layers import AcousticEncoder, ISTFTHead, SemanticAdapter, VocosBackbone
@@ -132,7 +131,8 @@ def w2v_bert_config(tensors: dict[str, Any]) -> Any:
     positions = tensors[p + "encoder.layers.0.self_attn.distance_embedding.weight"].shape[0]
     kernel = tensors[p + "encoder.layers.0.conv_module.depthwise_conv.weight"].shape[-1]
     if layers < SEMANTIC_LAYER:
-        raise CheckpointError(f"the checkpoint's w2v-bert has {layers} layers; X-Codec2 needs at least {SEMANTIC_LAYER}")
+        raise CheckpointError(f"the checkpoint's w2v-bert has {layers} layers; X-Codec2 needs at least "
+                              f"{SEMANTIC_LAYER}")
     # w2v-bert-2.0 uses relative_key positions with 64 left / 8 right; the table has left + right + 1 rows.
     return Wav2Vec2BertConfig(
         hidden_size=int(hidden), num_hidden_layers=int(layers), num_attention_heads=int(hidden) // int(head_size),
@@ -173,8 +173,8 @@ class XCodec2Encoder(nn.Module):
         ngf = tensors["CodecEnc.conv_blocks.0.parametrizations.weight.original1"].shape[0]
         strides = []
         i = 1
-        while f"CodecEnc.conv_blocks.{i}.block.4.parametrizations.weight.original1" in tensors:
-            strides.append(tensors[f"CodecEnc.conv_blocks.{i}.block.4.parametrizations.weight.original1"].shape[-1] // 2)
+        while (key := f"CodecEnc.conv_blocks.{i}.block.4.parametrizations.weight.original1") in tensors:
+            strides.append(tensors[key].shape[-1] // 2)  # the downsampling conv has kernel 2 * stride
             i += 1
         hidden = tensors["CodecEnc.conv_final_block.1.parametrizations.weight.original1"].shape[0]
         vq_dim = tensors["fc_prior.weight"].shape[0]

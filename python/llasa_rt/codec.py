@@ -180,7 +180,7 @@ class StreamingDecoder:
         return np.concatenate(pieces).astype(np.float32, copy=False)
 
     def stream(self, codes: Iterable[Any]) -> Iterator[np.ndarray]:
-        """Iterator form: consumes an iterable of codes (ints or 1-D arrays), yields audio chunks, flushes at the end."""
+        """Iterator form: consumes an iterable of codes (ints or 1-D arrays), yields audio chunks, flushes at end."""
         for piece in codes:
             yield from self.push(piece)
         yield from self.flush()

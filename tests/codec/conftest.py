@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from llasa_rt._version import __version__
 from llasa_rt.bundle import Manifest
 

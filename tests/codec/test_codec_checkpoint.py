@@ -7,10 +7,9 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
 from llasa_rt.errors import CheckpointError
 from llasa_rt.export.xcodec2_checkpoint import check_folder, resolve_source
+from safetensors.torch import load_file, save_file
 
 
 def test_tiny_checkpoint_keys_equal_the_xcodec2_package_model(tiny_codec, tiny_reference):
@@ -53,7 +52,7 @@ def test_real_decoder_preset_has_the_published_decoder_size(real_codec):
 
 def test_folder_without_weights_is_refused(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "xcodec"}')
-    with pytest.raises(CheckpointError, match="model.safetensors"):
+    with pytest.raises(CheckpointError, match=r"model\.safetensors"):
         check_folder(tmp_path)
 
 

@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from llasa_rt.bundle import Bundle
 from llasa_rt.codec import CodecDecoder, StreamingConfig, StreamingDecoder
 from llasa_rt.engines.bundle_writer import write_manifest
@@ -69,7 +68,7 @@ def test_bundle_without_codec_graph_is_refused(tiny_bundle, tmp_path):
     bundle = Bundle.open(copy)
     del bundle.manifest.graphs["codec_decoder"]
     write_manifest(copy, bundle.manifest)
-    with pytest.raises(BundleError, match="no 'codec_decoder' graph.*--codec"):
+    with pytest.raises(BundleError, match=r"no 'codec_decoder' graph.*--codec"):
         CodecDecoder(copy)
 
 
