@@ -5,7 +5,7 @@ published checkpoint (including the encoder's weight-norm `parametrizations.weig
 alias-free filter buffers, `generator.head.istft.window` and a full 24-layer `semantic_model.*` w2v-bert) and
 scaled-down widths where the architecture allows:
 
-- "tiny": decoder width 128 (2 heads of 64), 2 transformer blocks; small encoder and w2v-bert. ~3M parameters.
+- "tiny": decoder width 128 (2 heads of 64), 2 transformer blocks; small encoder and w2v-bert. ~1.8M parameters.
 - "real-decoder": the published decoder size (width 1024, 12 blocks, FSQ projection 2048; ~187M parameters)
   with the same small encoder, for decoder parity and benchmarks.
 
