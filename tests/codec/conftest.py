@@ -70,15 +70,15 @@ def real_reference(real_codec):
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tiny_codec, tmp_path_factory) -> Path:
+def codec_bundle(tiny_codec, tmp_path_factory) -> Path:
     return make_codec_bundle(tmp_path_factory.mktemp("bundles") / "tiny", tiny_codec)
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle_fp16(tiny_codec, tmp_path_factory) -> Path:
+def codec_bundle_fp16(tiny_codec, tmp_path_factory) -> Path:
     return make_codec_bundle(tmp_path_factory.mktemp("bundles") / "tiny-fp16", tiny_codec, "fp16")
 
 
 @pytest.fixture(scope="session")
-def real_bundle(real_codec, tmp_path_factory) -> Path:
+def real_codec_bundle(real_codec, tmp_path_factory) -> Path:
     return make_codec_bundle(tmp_path_factory.mktemp("bundles") / "real", real_codec)

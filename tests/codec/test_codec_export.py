@@ -37,27 +37,27 @@ def _parity(bundle_dir, reference, floor_db):
     return results
 
 
-def test_tiny_fp32_graph_matches_decode_code(tiny_bundle, tiny_reference):
-    _parity(tiny_bundle, tiny_reference, 60.0)
+def test_tiny_fp32_graph_matches_decode_code(codec_bundle, tiny_reference):
+    _parity(codec_bundle, tiny_reference, 60.0)
 
 
-def test_real_size_fp32_graph_matches_decode_code(real_bundle, real_reference):
-    _parity(real_bundle, real_reference, 60.0)
+def test_real_size_fp32_graph_matches_decode_code(real_codec_bundle, real_reference):
+    _parity(real_codec_bundle, real_reference, 60.0)
 
 
-def test_fp16_graph_stays_close_to_decode_code(tiny_bundle_fp16, tiny_reference):
+def test_fp16_graph_stays_close_to_decode_code(codec_bundle_fp16, tiny_reference):
     # fp16 weights and activations (random weights): a tested floor, far below fp32's ~115 dB.
-    _parity(tiny_bundle_fp16, tiny_reference, 45.0)
-    entry = Bundle.open(tiny_bundle_fp16).graph("codec_decoder")
+    _parity(codec_bundle_fp16, tiny_reference, 45.0)
+    entry = Bundle.open(codec_bundle_fp16).graph("codec_decoder")
     assert entry.precision == "fp16"
-    model = onnx.load(str(tiny_bundle_fp16 / GRAPH_NAME))
+    model = onnx.load(str(codec_bundle_fp16 / GRAPH_NAME))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT32
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
 
 
-def test_graph_uses_standard_ops_with_dynamic_batch_and_length(tiny_bundle):
-    model = onnx.load(str(tiny_bundle / GRAPH_NAME))
+def test_graph_uses_standard_ops_with_dynamic_batch_and_length(codec_bundle):
+    model = onnx.load(str(codec_bundle / GRAPH_NAME))
     onnx.checker.check_model(model)
     ops = {(n.domain, n.op_type) for n in model.graph.node}
     assert all(domain in ("", "ai.onnx") for domain, _ in ops)
@@ -69,9 +69,9 @@ def test_graph_uses_standard_ops_with_dynamic_batch_and_length(tiny_bundle):
     assert model.opset_import[0].version == 17
 
 
-def test_graph_entry_describes_the_graph(tiny_bundle, tiny_codec):
-    entry = Bundle.open(tiny_bundle).graph("codec_decoder")
-    assert entry.files == {GRAPH_NAME: sha256_file(tiny_bundle / GRAPH_NAME)}
+def test_graph_entry_describes_the_graph(codec_bundle, tiny_codec):
+    entry = Bundle.open(codec_bundle).graph("codec_decoder")
+    assert entry.files == {GRAPH_NAME: sha256_file(codec_bundle / GRAPH_NAME)}
     assert entry.backend == "onnxruntime" and entry.precision == "fp32" and entry.opset == 17
     d = entry.details
     assert d["sample_rate"] == 16000 and d["hop_length"] == 320 and d["codebook_size"] == 65536

@@ -17,8 +17,8 @@ from llasa_rt.export.codec import snr_db
 
 
 @pytest.fixture(scope="module")
-def decoder(tiny_bundle):
-    return CodecDecoder(tiny_bundle, num_threads=2)
+def decoder(codec_bundle):
+    return CodecDecoder(codec_bundle, num_threads=2)
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +62,9 @@ def test_bad_codes_are_refused(decoder, bad, message):
         decoder.decode(bad)
 
 
-def test_bundle_without_codec_graph_is_refused(tiny_bundle, tmp_path):
+def test_bundle_without_codec_graph_is_refused(codec_bundle, tmp_path):
     copy = tmp_path / "no-codec"
-    shutil.copytree(tiny_bundle, copy)
+    shutil.copytree(codec_bundle, copy)
     bundle = Bundle.open(copy)
     del bundle.manifest.graphs["codec_decoder"]
     write_manifest(copy, bundle.manifest)
@@ -72,9 +72,9 @@ def test_bundle_without_codec_graph_is_refused(tiny_bundle, tmp_path):
         CodecDecoder(copy)
 
 
-def test_bundle_for_another_backend_is_refused(tiny_bundle, tmp_path):
+def test_bundle_for_another_backend_is_refused(codec_bundle, tmp_path):
     copy = tmp_path / "trt"
-    shutil.copytree(tiny_bundle, copy)
+    shutil.copytree(codec_bundle, copy)
     bundle = Bundle.open(copy)
     bundle.manifest.graphs["codec_decoder"].backend = "tensorrt"
     write_manifest(copy, bundle.manifest)
@@ -168,9 +168,9 @@ def test_streaming_bad_codes_are_refused(decoder):
         stream.decode(np.zeros(0, dtype=np.int32))
 
 
-def test_default_streaming_error_floor_on_the_real_size_decoder(real_bundle):
+def test_default_streaming_error_floor_on_the_real_size_decoder(real_codec_bundle):
     """The defaults' measured SNR vs whole decoding (random weights; docs/codec.md) must not regress."""
-    dec = CodecDecoder(real_bundle, num_threads=2)
+    dec = CodecDecoder(real_codec_bundle, num_threads=2)
     codes = np.random.default_rng(0).integers(0, 65536, size=500).astype(np.int32)
     snr = snr_db(dec.decode(codes), dec.streaming().decode(codes))
     assert snr >= STREAMING_DEFAULT_FLOOR_DB, snr

@@ -29,10 +29,10 @@ def speech_like(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture()
-def bundle(tiny_bundle, tmp_path):
+def bundle(codec_bundle, tmp_path):
     """A fresh copy of the tiny codec bundle per test (voices modify it)."""
     copy = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, copy)
+    shutil.copytree(codec_bundle, copy)
     return copy
 
 
@@ -178,3 +178,17 @@ def test_voice_cli_add_list_remove(bundle, tmp_path, capsys):
     assert _cli(["voice", "remove", "--bundle", str(bundle), "--name", "carol"]) == 0
     with pytest.raises(LlasaError):
         _cli(["voice", "remove", "--bundle", str(bundle), "--name", "carol"])
+
+
+def test_bundle_without_a_recorded_codec_needs_the_codec_option(bundle, tmp_path):
+    from llasa_rt.engines.bundle_writer import write_manifest
+
+    opened = Bundle.open(bundle)
+    opened.manifest.sources.pop("codec")
+    write_manifest(bundle, opened.manifest)
+    path = tmp_path / "a.wav"
+    sf.write(path, speech_like(1.0), 16000)
+    before = snapshot(bundle)
+    with pytest.raises(InputError, match="pass --codec"):
+        add_voice(bundle, "x", path, "t")
+    assert snapshot(bundle) == before
