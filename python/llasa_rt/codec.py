@@ -98,16 +98,20 @@ class StreamingConfig:
     left_context_frames: int = 150  # earlier frames decoded with each chunk, then dropped (3 s)
     lookahead_frames: int = 5  # later frames decoded with each chunk and dropped (adds latency: 20 ms each)
     crossfade_samples: int = 320  # linear cross-fade between consecutive chunks (one frame = 20 ms)
+    first_chunk_frames: int | None = None  # size of the first chunk (None = chunk_frames); smaller leaves sooner
 
     def validate(self, hop: int) -> None:
         """Raises InputError naming the field that is out of range."""
         if self.chunk_frames < 1:
             raise InputError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
+        if self.first_chunk_frames is not None and self.first_chunk_frames < 1:
+            raise InputError(f"first_chunk_frames must be >= 1 (or None), got {self.first_chunk_frames}")
         if self.left_context_frames < 0 or self.lookahead_frames < 0 or self.crossfade_samples < 0:
             raise InputError("left_context_frames, lookahead_frames and crossfade_samples must be >= 0")
-        if self.crossfade_samples > self.chunk_frames * hop:
+        shortest = min(self.chunk_frames, self.first_chunk_frames or self.chunk_frames)
+        if self.crossfade_samples > shortest * hop:
             raise InputError(f"crossfade_samples ({self.crossfade_samples}) must not exceed one chunk "
-                             f"({self.chunk_frames} frames = {self.chunk_frames * hop} samples)")
+                             f"({shortest} frames = {shortest * hop} samples)")
         if self.crossfade_samples > self.left_context_frames * hop:
             raise InputError(f"crossfade_samples ({self.crossfade_samples}) needs at least "
                              f"{-(-self.crossfade_samples // hop)} frames of left context "
@@ -147,10 +151,14 @@ class StreamingDecoder:
             raise InputError(f"push() takes one code or a 1-D array of codes, got shape {list(arr.shape)}")
         self._codes = np.concatenate([self._codes, check_codes(arr)])
         out = []
-        cfg = self.config
-        while self._next + cfg.chunk_frames + cfg.lookahead_frames <= len(self._codes):
-            out.append(self._emit(self._next + cfg.chunk_frames, final=False))
+        while self._next + self._chunk() + self.config.lookahead_frames <= len(self._codes):
+            out.append(self._emit(self._next + self._chunk(), final=False))
         return out
+
+    def _chunk(self) -> int:
+        """Frames in the next chunk: the first one may be shorter so that audio starts sooner."""
+        first = self.config.first_chunk_frames
+        return first if (self._next == 0 and first) else self.config.chunk_frames
 
     def flush(self) -> list[np.ndarray]:
         """Decodes whatever is left and releases the held-back samples. The stream is then finished."""

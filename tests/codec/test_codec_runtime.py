@@ -128,6 +128,18 @@ def test_push_returns_audio_as_soon_as_chunk_and_lookahead_are_there(decoder, co
     assert stream.push(np.array([], dtype=np.int32)) == []
 
 
+def test_a_shorter_first_chunk_leaves_sooner(decoder, codes):
+    cfg = StreamingConfig(chunk_frames=50, left_context_frames=50, lookahead_frames=5, first_chunk_frames=10)
+    stream = decoder.streaming(cfg)
+    assert stream.push(codes[:14]) == []
+    first = stream.push(codes[14:15])
+    assert len(first) == 1 and len(first[0]) == 10 * 320 - 320  # the cross-fade span is held back
+    assert stream.push(codes[15:64]) == []
+    assert len(stream.push(codes[64:65])) == 1  # the second chunk covers frames 10..60, needs 65 codes
+    rest = stream.push(codes[65:]) + stream.flush()
+    assert sum(map(len, rest)) + len(first[0]) + 50 * 320 == len(codes) * 320
+
+
 def test_iterator_and_callback_forms(decoder, codes):
     stream = decoder.streaming(StreamingConfig(chunk_frames=50, left_context_frames=50))
     pieces = list(stream.stream(codes[i : i + 7] for i in range(0, len(codes), 7)))
@@ -148,6 +160,8 @@ def test_iterator_and_callback_forms(decoder, codes):
     ("config", "message"),
     [
         (StreamingConfig(chunk_frames=0), "chunk_frames"),
+        (StreamingConfig(first_chunk_frames=0), "first_chunk_frames"),
+        (StreamingConfig(first_chunk_frames=1, crossfade_samples=321), "must not exceed one chunk"),
         (StreamingConfig(left_context_frames=-1), ">= 0"),
         (StreamingConfig(chunk_frames=1, crossfade_samples=321), "must not exceed one chunk"),
         (StreamingConfig(left_context_frames=0, crossfade_samples=320), "left context"),
