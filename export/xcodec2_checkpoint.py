@@ -102,7 +102,8 @@ def check_folder(folder: Path) -> None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{folder / CONFIG_NAME} is not readable JSON ({e})") from e
     model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type not in ("xcodec", "xcodec2"):
+    architectures = config.get("architectures") or [] if isinstance(config, dict) else []
+    if model_type not in ("xcodec", "xcodec2") and "XCodec2Model" not in architectures:
         raise CheckpointError(f"'{folder}' is not an X-Codec2 checkpoint: config.json has model_type "
                               f"{model_type!r} (expected 'xcodec' as in HKUSTAudio/xcodec2)")
     keys = weight_keys(folder)
