@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from codec_setup import codec_bundle, codec_checkpoint, work_dir
+
 from llasa_rt.codec import CodecDecoder, StreamingConfig
 
 

@@ -16,6 +16,7 @@ import itertools
 
 import numpy as np
 from codec_setup import codec_bundle, codec_checkpoint, work_dir
+
 from llasa_rt.codec import CodecDecoder, StreamingConfig
 from llasa_rt.export.codec import snr_db
 

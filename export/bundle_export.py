@@ -26,11 +26,12 @@ from llasa_rt.bundle import (
     VOCAB_SIZE,
     GraphEntry,
     Manifest,
+    sha256_file,
 )
 from llasa_rt.engines.bundle_writer import check_destination, hash_files, staged_bundle, write_manifest
-from llasa_rt.errors import BundleError, LlasaError
+from llasa_rt.errors import BundleError
 
-from .checkpoint import LM_FILES, check_llasa, resolve, sha256_of
+from .checkpoint import LM_FILES, check_llasa, resolve
 from .lm_graph import PRECISIONS, LlamaGraphBuilder, LmExportOptions
 from .prompt_template import DEFAULT_DATE, render_prompt
 
@@ -120,6 +121,11 @@ def export_bundle(
 
     source = resolve(model, LM_FILES, "model")
     ckpt = check_llasa(source)
+    codec_source = None
+    if codec is not None:  # resolve and check the codec before the long LM build
+        from .xcodec2_checkpoint import resolve_source
+
+        codec_source = resolve_source(codec)
     with staged_bundle(out, overwrite) as tmp:
         t0 = time.time()
         log(f"building lm.onnx ({precision}) from {source.id}")
@@ -141,16 +147,14 @@ def export_bundle(
                 "accuracy_level": options.accuracy_level if precision in ("int8", "int4") else None,
             })}
         sources = {"lm": {"id": source.id, "revision": source.revision,
-                          "files": {f.name: sha256_of(f) for f in [ckpt.path / "config.json", *ckpt.weight_files]}}}
+                          "files": {f.name: sha256_file(f) for f in [ckpt.path / "config.json", *ckpt.weight_files]}}}
         if codec is not None:
+            from .codec import export_codec_decoder
+
             log(f"building codec_decoder.onnx ({codec_precision}) from {codec}")
-            try:
-                from .codec import export_codec_decoder
-            except ImportError as e:
-                raise LlasaError(f"this llasa-rt cannot export X-Codec2 ({e})") from e
-            entry = export_codec_decoder(codec, tmp, codec_precision)
+            entry = export_codec_decoder(codec, tmp, codec_precision, codec=codec_source)
             graphs["codec_decoder"] = entry
-            sources["codec"] = dict(entry.details.get("source", {"id": codec}))
+            sources["codec"] = dict(entry.details["source"])
 
         manifest = Manifest(
             llasa_rt_version=__version__,

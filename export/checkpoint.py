@@ -7,9 +7,9 @@ local folder instead.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,41 +33,34 @@ class Source:
     revision: str | None  # hub commit, None for a local folder
 
 
-def resolve(model: str, allow_patterns: list[str], what: str = "model") -> Source:
-    """Returns the local folder of `model` (a folder, or a hub id downloaded with progress bars)."""
+def resolve(model: str, allow_patterns: list[str], what: str = "model",
+            example: str = "HKUSTAudio/Llasa-1B") -> Source:
+    """Returns the local folder of `model`: an existing folder, or a hub id downloaded (with progress bars)
+    into the Hugging Face cache. `what` names the option in messages (--model, --codec)."""
     p = Path(model).expanduser()
     if p.exists():
         if not p.is_dir():
             raise CheckpointError(f"--{what} '{model}' is a file; pass the checkpoint folder (with config.json)")
         return Source(id=str(p.resolve()), path=p.resolve(), revision=None)
     if not HUB_ID.match(model):
-        raise CheckpointError(f"--{what} '{model}' is neither an existing folder nor a Hugging Face id like "
-                              "'HKUSTAudio/Llasa-1B'")
+        raise CheckpointError(f"--{what} '{model}' is neither an existing folder nor a hub id like '{example}'")
     try:
-        from huggingface_hub import HfApi, snapshot_download
+        from huggingface_hub import snapshot_download
     except ImportError as e:
-        raise CheckpointError("downloading from the hub needs huggingface_hub: pip install 'llasa-rt[export]'") from e
+        raise CheckpointError("downloading from the hub needs huggingface_hub: pip install 'llasa-rt[export]', "
+                              f"or pass a local folder: --{what} /path/to/folder") from e
+    print(f"downloading {model} from the Hugging Face hub (once; cached afterwards) ...", file=sys.stderr, flush=True)
     try:
-        print(f"downloading {model} from the Hugging Face hub (once; cached afterwards) ...", flush=True)
-        folder = snapshot_download(repo_id=model, allow_patterns=allow_patterns)
-        try:
-            revision = HfApi().model_info(model).sha
-        except Exception:  # the revision is informative only; offline cache hits have none
-            revision = None
+        folder = Path(snapshot_download(repo_id=model, allow_patterns=allow_patterns))
     except Exception as e:  # network, auth, missing repo: all end the same way for the user
+        first = str(e).splitlines()[0] if str(e) else ""
         raise CheckpointError(
-            f"could not get '{model}' from the Hugging Face hub ({type(e).__name__}: {e}). If this machine is "
+            f"could not get '{model}' from the Hugging Face hub ({type(e).__name__}: {first}). If this machine is "
             f"offline, download the checkpoint elsewhere and pass its local folder: --{what} /path/to/folder"
         ) from e
-    return Source(id=model, path=Path(folder), revision=revision)
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
+    # Snapshot folders are named after the commit they hold.
+    revision = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
+    return Source(id=model, path=folder, revision=revision)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from llasa_rt.bundle import GraphEntry, sha256_file
 from llasa_rt.errors import CheckpointError, InputError
 

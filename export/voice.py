@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from llasa_rt.bundle import Bundle, sha256_file
 from llasa_rt.engines.bundle_writer import write_manifest
 from llasa_rt.errors import BundleError, InputError

@@ -11,6 +11,7 @@ from math import gcd
 from pathlib import Path
 
 import numpy as np
+
 from llasa_rt.errors import InputError
 
 TARGET_RATE = 16000

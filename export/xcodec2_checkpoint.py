@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,42 +51,14 @@ class DecoderDims:
     codebook_dim: int  # FSQ dimensions (8 levels of 4 -> 65536 codes)
 
 
-def _hub_download(source: str) -> tuple[Path, str | None]:
-    """Downloads config.json + model.safetensors of a hub repo (with progress bars); clear error when offline."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as e:  # pragma: no cover - huggingface_hub is an export dependency
-        raise CheckpointError("huggingface_hub is not installed; `pip install llasa-rt[export]`, or pass a local "
-                              "folder") from e
-    try:
-        folder = Path(snapshot_download(repo_id=source, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
-    except Exception as e:
-        raise CheckpointError(
-            f"could not download X-Codec2 checkpoint '{source}' from the Hugging Face hub ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}). If this machine is offline, download "
-            f"{CONFIG_NAME} and {WEIGHTS_NAME} elsewhere and pass that local folder instead"
-        ) from e
-    revision = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
-    return folder, revision
-
-
 def resolve_source(source: str | os.PathLike[str]) -> CodecSource:
     """Turns a hub id or a local folder into a local folder with a checked X-Codec2 checkpoint."""
-    text = str(source)
-    path = Path(text).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise CheckpointError(f"codec source '{text}' is a file; pass the folder holding {CONFIG_NAME} and "
-                                  f"{WEIGHTS_NAME}")
-        folder, revision = path.resolve(), None
-    elif re.fullmatch(r"[\w.-]+/[\w.-]+", text) and not text.startswith((".", "/")):
-        print(f"llasa-rt: fetching X-Codec2 checkpoint '{text}' from the Hugging Face hub", file=sys.stderr)
-        folder, revision = _hub_download(text)
-    else:
-        raise CheckpointError(f"codec source '{text}' is neither an existing folder nor a hub id like "
-                              "'HKUSTAudio/xcodec2'")
-    check_folder(folder)
-    return CodecSource(id=text, folder=folder, revision=revision, weights_sha256=sha256_file(folder / WEIGHTS_NAME))
+    from .checkpoint import resolve
+
+    found = resolve(str(source), [CONFIG_NAME, WEIGHTS_NAME], "codec", example="HKUSTAudio/xcodec2")
+    check_folder(found.path)
+    return CodecSource(id=str(source), folder=found.path, revision=found.revision,
+                       weights_sha256=sha256_file(found.path / WEIGHTS_NAME))
 
 
 def check_folder(folder: Path) -> None:

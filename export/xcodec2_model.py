@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from llasa_rt.errors import CheckpointError
 from torch import nn
+
+from llasa_rt.errors import CheckpointError
 
 from .xcodec2_checkpoint import DecoderDims, decoder_dims, load_tensors
 from .xcodec2_layers import AcousticEncoder, ISTFTHead, SemanticAdapter, VocosBackbone

@@ -8,12 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-from llasa_rt.bundle import SPEECH_BASE_ID, SPEECH_COUNT, SPEECH_END_ID
-
-HEAD_IDS = np.concatenate([np.arange(SPEECH_BASE_ID, SPEECH_BASE_ID + SPEECH_COUNT), [SPEECH_END_ID]])
 
 # The two head layouts of the real models, at tiny width: (preset, checkpoint options).
 CHECKPOINTS = {
@@ -55,6 +50,23 @@ def tiny_bundle(tiny_checkpoint, tmp_path_factory):
         return made[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def tiny_codec(tmp_path_factory) -> Path:
+    """A tiny random X-Codec2 checkpoint folder (config.json + model.safetensors) in the published layout."""
+    from llasa_rt.export.tiny_codec import make_tiny_xcodec2
+
+    return make_tiny_xcodec2(tmp_path_factory.mktemp("xcodec2") / "tiny", "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def full_bundle(tiny_checkpoint, tiny_codec, tmp_path_factory):
+    """A complete bundle (tiny LM with the Llasa-1B head layout, fp32 + tiny X-Codec2 decoder)."""
+    from llasa_rt.export.bundle_export import export_bundle
+
+    out = tmp_path_factory.mktemp("bundle-full") / "bundle"
+    return export_bundle(str(tiny_checkpoint("h64")), out, precision="fp32", codec=str(tiny_codec), log=lambda m: None)
 
 
 @pytest.fixture(scope="session")

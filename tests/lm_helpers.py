@@ -8,6 +8,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from llasa_rt.bundle import SPEECH_BASE_ID, SPEECH_COUNT, SPEECH_END_ID
+
+# Vocabulary id of each row of the exported head.
+HEAD_IDS = np.concatenate([np.arange(SPEECH_BASE_ID, SPEECH_BASE_ID + SPEECH_COUNT), [SPEECH_END_ID]])
+
 
 class GrowingPastLm:
     """Runs lm.onnx of a bundle one call at a time, feeding each call's present K/V back as the next past."""

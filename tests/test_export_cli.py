@@ -188,3 +188,23 @@ def test_console_script_is_installed():
     assert exe, "the llasa-rt console script is not on PATH"
     r = subprocess.run([exe, "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("llasa-rt ")
+
+
+def test_export_with_codec_writes_both_graphs_and_info_lists_them(tiny_checkpoint, tiny_codec, tmp_path, capsys):
+    out = tmp_path / "full"
+    code, _, err = run_cli(["export", "--model", tiny_checkpoint("h64"), "--codec", tiny_codec, "--out", out,
+                            "--precision", "int8"], capsys)
+    assert code == 0, err
+    m = Bundle.open(out).manifest
+    assert set(m.graphs) == {"lm", "codec_decoder"}
+    assert m.graphs["codec_decoder"].precision == "fp32"
+    assert m.sources["codec"]["model_safetensors_sha256"]
+    code, text, _ = run_cli(["info", out], capsys)
+    assert code == 0 and "graph       codec_decoder: codec_decoder.onnx" in text
+
+
+def test_bad_codec_fails_before_the_lm_is_built(tiny_checkpoint, tmp_path, capsys):
+    code, _, err = run_cli(["export", "--model", tiny_checkpoint("h64"), "--codec", tmp_path, "--out",
+                            tmp_path / "o"], capsys)
+    assert code == 2 and "has no config.json: it is not an X-Codec2 checkpoint" in err
+    assert not (tmp_path / "o").exists()

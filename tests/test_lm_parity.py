@@ -8,8 +8,7 @@ import torch
 
 from llasa_rt.bundle import SPEECH_END_ID
 
-from conftest import HEAD_IDS
-from lm_helpers import GrowingPastLm
+from lm_helpers import HEAD_IDS, GrowingPastLm
 
 PROMPT_LEN = 23
 DECODE_STEPS = 30

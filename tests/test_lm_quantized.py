@@ -15,8 +15,7 @@ from llasa_rt.export.checkpoint import check_llasa, resolve
 from llasa_rt.export.lm_graph import LlamaGraphBuilder, LmExportOptions
 from llasa_rt.export.quantize import dequantize, quantize_blockwise
 
-from conftest import HEAD_IDS
-from lm_helpers import GrowingPastLm
+from lm_helpers import HEAD_IDS, GrowingPastLm
 
 
 def _greedy(lm: GrowingPastLm, prompt: np.ndarray, n: int) -> tuple[list[int], list[np.ndarray]]:

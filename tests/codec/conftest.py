@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from llasa_rt._version import __version__
 from llasa_rt.bundle import Manifest
 
@@ -29,14 +30,6 @@ def make_codec_bundle(out: Path, codec_dir: Path, precision: str = "fp32") -> Pa
         )
         write_manifest(tmp, manifest)
     return out
-
-
-@pytest.fixture(scope="session")
-def tiny_codec(tmp_path_factory) -> Path:
-    """A tiny random X-Codec2 checkpoint folder (config.json + model.safetensors)."""
-    from llasa_rt.export.tiny_codec import make_tiny_xcodec2
-
-    return make_tiny_xcodec2(tmp_path_factory.mktemp("xcodec2") / "tiny", "tiny", seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,10 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+
 from llasa_rt.errors import CheckpointError
 from llasa_rt.export.xcodec2_checkpoint import check_folder, resolve_source
-from safetensors.torch import load_file, save_file
 
 
 def test_tiny_checkpoint_keys_equal_the_xcodec2_package_model(tiny_codec, tiny_reference):

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+
 from llasa_rt.bundle import Bundle, sha256_file
 from llasa_rt.errors import CheckpointError, InputError
 from llasa_rt.export.codec import GRAPH_NAME, export_codec_decoder, snr_db

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+
 from llasa_rt.bundle import Bundle
 from llasa_rt.codec import CodecDecoder, StreamingConfig, StreamingDecoder
 from llasa_rt.engines.bundle_writer import write_manifest

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+
 from llasa_rt.bundle import Bundle
 from llasa_rt.commands import voice as voice_cmd
 from llasa_rt.errors import BundleError, InputError, LlasaError

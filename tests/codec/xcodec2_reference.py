@@ -52,10 +52,11 @@ def load_reference(folder: Path) -> Any:
     from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertModel
 
     modeling = import_xcodec2()
-    from llasa_rt.export.xcodec2_model import w2v_bert_config
     from xcodec2.vq.codec_decoder_vocos import CodecDecoderVocos
     from xcodec2.vq.codec_encoder import CodecEncoder_Transformer
     from xcodec2.vq.module import SemanticEncoder
+
+    from llasa_rt.export.xcodec2_model import w2v_bert_config
 
     sd = load_file(str(folder / "model.safetensors"))
     dim, vq_dim = sd["fc_post_a.weight"].shape
