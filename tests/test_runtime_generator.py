@@ -46,7 +46,7 @@ def test_one_candidate_equals_the_reference_loop(ending_model: ToyModel) -> None
     (c,) = result.candidates
     tokens, logprob, reason = reference_generate(ending_model, PROMPT, SAMPLED, uid=0, max_seq_len=SMAX)
     assert c.tokens.tolist() == tokens
-    assert c.logprob == pytest.approx(logprob, rel=1e-9)
+    assert c.logprob == pytest.approx(logprob, abs=1e-5)  # float32 exp in the core.
     assert c.finish_reason == reason and c.finished
     # Prefill once at batch 1, then one decode step per further token.
     assert backend.calls[0] == (1, len(PROMPT), 0)
@@ -63,7 +63,7 @@ def test_every_candidate_of_eight_equals_its_own_reference_loop(ending_model: To
     for uid, c in candidates.items():
         tokens, logprob, reason = reference_generate(ending_model, PROMPT, SAMPLED, uid=uid, max_seq_len=SMAX)
         assert c.tokens.tolist() == tokens, f"uid {uid}"
-        assert c.logprob == pytest.approx(logprob, rel=1e-9)
+        assert c.logprob == pytest.approx(logprob, abs=1e-5)  # float32 exp in the core.
         assert c.finish_reason == reason
     # The test is only meaningful if candidates finished early out of slot order, so compaction moved KV.
     reasons = [c.finish_reason for c in result.candidates]

@@ -11,6 +11,12 @@ from llasa_rt import _core as core
 
 ROWS = 65537
 END = ROWS - 1
+# The core computes exp in float32 (like torch's float32 softmax in transformers), the reference in float64: the
+# probabilities agree to ~1e-7 relative (more for rows ~70 nats below the top, where the float32 argument of exp
+# loses digits; hence an absolute floor), the raw log-probs to ~1e-7 absolute. Supports and choices agree exactly.
+PROB_RTOL = 2e-6
+PROB_ATOL = 1e-15
+LOGPROB_ABS = 1e-6
 
 OPTION_SETS = {
     "plain": ref.Options(),
@@ -122,7 +128,7 @@ def test_distribution_matches_reference(sampler: core.Sampler, name: str, seed: 
     expected = ref.distribution(logits, history, 2, o)
     got = sampler.distribution(logits[None, :], [history], np.array([2]), to_core(o))[0]
     np.testing.assert_array_equal(got > 0, expected > 0)
-    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(got, expected, rtol=PROB_RTOL, atol=PROB_ATOL)
 
 
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
@@ -138,7 +144,7 @@ def test_choices_and_logprobs_match_reference(sampler: core.Sampler, name: str) 
     for b in range(batch):
         row, logprob = ref.sample(logits[b], histories[b], int(uids[b]), int(steps[b]), o)
         assert rows[b] == row, f"batch row {b}"
-        assert logprobs[b] == pytest.approx(logprob, rel=1e-9, abs=1e-12)
+        assert logprobs[b] == pytest.approx(logprob, abs=LOGPROB_ABS)
 
 
 def test_draws_follow_the_distribution(sampler: core.Sampler) -> None:
@@ -169,7 +175,8 @@ def support(p: np.ndarray) -> list[int]:
 def dist(sampler: core.Sampler, logits: np.ndarray, o: ref.Options, history=(), step: int = 0) -> np.ndarray:
     got = sampler.distribution(logits[None, :], [np.asarray(history, np.int32)], np.array([step]), to_core(o))[0]
     expected = ref.distribution(logits, np.asarray(history, np.int64), step, o)
-    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(got > 0, expected > 0)
+    np.testing.assert_allclose(got, expected, rtol=PROB_RTOL, atol=PROB_ATOL)
     return got
 
 
@@ -201,7 +208,7 @@ def test_tiny_top_p_keeps_only_the_largest_and_on_ties_the_last_in_sorted_order(
 def test_all_logits_equal(sampler: core.Sampler) -> None:
     logits = np.zeros(ROWS, dtype=np.float32)
     p = dist(sampler, logits, ref.Options())
-    np.testing.assert_allclose(p, 1.0 / ROWS, rtol=1e-12)
+    np.testing.assert_allclose(p, 1.0 / ROWS, rtol=PROB_RTOL)
     assert support(dist(sampler, logits, ref.Options(top_k=7))) == list(range(ROWS))  # All tied: all kept.
     assert len(support(dist(sampler, logits, ref.Options(top_p=0.5)))) == ROWS - int(ROWS * 0.5)
     assert support(dist(sampler, logits, ref.Options(temperature=0))) == [0]  # argmax: first index.
@@ -239,7 +246,7 @@ def test_repetition_penalty_divides_positive_multiplies_negative_once_per_row(sa
     assert support(p) == [3]
     p = dist(sampler, logits, ref.Options(repetition_penalty=2.0), history=[1, 1, 2])
     expected = np.exp([1.0, -2.0, 0.5]) / np.exp([1.0, -2.0, 0.5]).sum()
-    np.testing.assert_allclose(p[[1, 2, 3]], expected, rtol=1e-6)
+    np.testing.assert_allclose(p[[1, 2, 3]], expected, rtol=PROB_RTOL)
 
 
 def test_greedy_picks_the_first_of_tied_maxima_and_reports_raw_logprob(sampler: core.Sampler) -> None:
@@ -248,7 +255,7 @@ def test_greedy_picks_the_first_of_tied_maxima_and_reports_raw_logprob(sampler: 
     rows, logprobs = sampler.sample(logits[None], [[]], np.array([0], np.uint64), np.array([0]),
                                     core.SamplingOptions(temperature=0))
     assert rows[0] == 7
-    assert logprobs[0] == pytest.approx(ref.raw_logprobs(logits)[7], rel=1e-12)
+    assert logprobs[0] == pytest.approx(ref.raw_logprobs(logits)[7], abs=LOGPROB_ABS)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 // llasa-rt: the speech-row sampler. Per request, in Hugging Face generate()'s order:
 //   repetition penalty -> END masked before min_new_tokens -> [greedy: argmax]
 //   -> temperature -> top-k -> top-p -> min-p -> inverse-CDF draw with u = UniformDraw(seed, uid, step).
-// Logit transforms are done in float32 as transformers does; probabilities and cumulative sums in double.
+// Logit transforms are done in float32 as transformers does; exp in float (as torch's float32 softmax), sums and
+// cumulative probabilities in double.
 #include "llasa_rt/sampler.h"
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "llasa_rt/counter_rng.h"
+#include "sampler_kernels.h"
 
 namespace llasa_rt {
 
@@ -31,12 +33,14 @@ inline uint32_t OrderedKey(float v) {
   return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
 }
 
-// Bucket of a weight w in (0, 1] by its binary exponent: 0 = [0.5, 1] ... 63 = below 2^-62.
-inline int WeightBucket(double w) {
-  uint64_t bits;
+// Weights w in (0, 1] fall into kBuckets buckets by binary exponent and the top two mantissa bits (a quarter
+// octave each): bucket 0 holds the largest weights, the last one everything below 2^-64. Monotonic in w.
+constexpr int kBuckets = 256;
+inline int WeightBucket(float w) {
+  uint32_t bits;
   std::memcpy(&bits, &w, sizeof bits);
-  const int biased = static_cast<int>((bits >> 52) & 0x7ff);
-  return std::min(std::max(1022 - biased, 0), 63);
+  const int key = static_cast<int>(bits >> 21);  // Sign (0), exponent, two mantissa bits.
+  return std::min(std::max((127 << 2) - key, 0), kBuckets - 1);
 }
 
 // Stable LSD radix sort of (keys, values) by key, 11 bits per pass; the result ends in keys/values.
@@ -77,7 +81,7 @@ struct Sampler::Scratch {
     heap.reserve(static_cast<size_t>(rows));
   }
   std::vector<float> scores;     // Processed logits.
-  std::vector<double> weights;   // exp(score - max score); 0 = removed.
+  std::vector<float> weights;    // exp(score - max score); 0 = removed.
   std::vector<uint32_t> order;   // Row indices being sorted for top-p.
   std::vector<uint32_t> order_tmp;
   std::vector<uint32_t> keys;    // Sort keys of `order`.
@@ -146,13 +150,8 @@ SampleResult Sampler::SampleOne(const SampleRequest &q, const SamplingOptions &o
   const float *x = q.logits;
 
   // Raw distribution: validity, max and log-normaliser (for the candidate's cumulative log-prob).
-  float raw_max = -kInf;
   bool invalid = false;
-  for (int i = 0; i < n; ++i) {
-    const float v = x[i];
-    invalid |= !(v < kInf);  // NaN or +inf.
-    raw_max = v > raw_max ? v : raw_max;
-  }
+  const float raw_max = kernels::MaxChecked(x, n, &invalid);
   if (invalid) {
     for (int i = 0; i < n; ++i) {
       if (!(x[i] < kInf)) {
@@ -164,9 +163,7 @@ SampleResult Sampler::SampleOne(const SampleRequest &q, const SamplingOptions &o
   if (raw_max == -kInf) {
     throw std::invalid_argument(Where(q) + ": every logit is -inf (the model allows no row)");
   }
-  double raw_sum = 0.0;
-  for (int i = 0; i < n; ++i) raw_sum += std::exp(static_cast<double>(x[i]) - raw_max);
-  const double raw_log_norm = raw_max + std::log(raw_sum);
+  const double raw_log_norm = raw_max + std::log(kernels::SumExp(x, n, raw_max));
 
   // History processors on a copy: repetition penalty (once per distinct row, computed from the raw logit),
   // then END masking before min_new_tokens.
@@ -194,15 +191,10 @@ SampleResult Sampler::SampleOne(const SampleRequest &q, const SamplingOptions &o
   };
 
   if (o.temperature == 0.0) {  // Greedy: argmax, first index on ties (torch.argmax).
-    int best = -1;
-    float best_score = -kInf;
-    for (int i = 0; i < n; ++i) {
-      if (s[i] > best_score) {
-        best_score = s[i];
-        best = i;
-      }
-    }
-    if (best < 0) throw nothing_left();
+    const float best_score = kernels::Max(s, n);
+    if (best_score == -kInf) throw nothing_left();
+    int best = 0;
+    while (s[best] != best_score) ++best;
     if (probs != nullptr) {
       std::fill(probs, probs + n, 0.0);
       probs[best] = 1.0;
@@ -211,92 +203,78 @@ SampleResult Sampler::SampleOne(const SampleRequest &q, const SamplingOptions &o
   }
 
   if (o.temperature != 1.0) {
-    const float t = static_cast<float>(o.temperature);
-    for (int i = 0; i < n; ++i) s[i] = s[i] / t;
+    kernels::Divide(s, n, static_cast<float>(o.temperature));
   }
   if (o.top_k > 0 && o.top_k < n) {
     const float kth = KthLargest(s, n, o.top_k, sc.heap, sc.select);
-    for (int i = 0; i < n; ++i) s[i] = s[i] < kth ? -kInf : s[i];
+    kernels::MaskBelow(s, n, kth);
   }
 
-  float max_score = -kInf;
-  for (int i = 0; i < n; ++i) max_score = s[i] > max_score ? s[i] : max_score;
+  const float max_score = kernels::Max(s, n);
   if (max_score == -kInf) throw nothing_left();
-  double *w = sc.weights.data();
-  double total = 0.0;
-  for (int i = 0; i < n; ++i) {
-    w[i] = std::exp(static_cast<double>(s[i]) - max_score);
-    total += w[i];
-  }
+  float *w = sc.weights.data();
+  const double total = kernels::ExpWeights(s, n, max_score, w);
 
   if (o.top_p < 1.0) {
     // HF TopPLogitsWarper: sort ascending (stable), remove the prefix whose cumulative probability is
-    // <= 1 - top_p, always keep the last (largest). Only rows that can sit at or above the cut are sorted:
-    // weights are bucketed by binary exponent, buckets are taken from the top until they clearly hold more
-    // than top_p of the mass, and every row below them is removed unsorted.
-    constexpr int kBuckets = 64;
+    // <= 1 - top_p, always keep the last (largest). Only the rows where the cut can fall are sorted: weights are
+    // bucketed (monotonic in the weight), the bucket where the cumulative mass from the bottom first exceeds
+    // 1 - top_p holds the cut; every smaller bucket is removed and every larger one kept without sorting.
     double mass[kBuckets] = {};
     for (int i = 0; i < n; ++i) {
-      if (w[i] > 0.0) mass[WeightBucket(w[i])] += w[i];
+      if (w[i] > 0.0f) mass[WeightBucket(w[i])] += w[i];
     }
-    const double need = o.top_p * total * (1.0 + 1e-9);
-    double above = 0.0;
-    int last = 0;
-    for (; last < kBuckets - 1; ++last) {
-      above += mass[last];
-      if (above >= need) break;
+    const double limit = 1.0 - o.top_p;
+    const double limit_mass = limit * total;
+    double below = 0.0;  // Mass of the buckets below the cut bucket.
+    int cut = kBuckets - 1;
+    for (; cut > 0; --cut) {
+      if (below + mass[cut] > limit_mass) break;
+      below += mass[cut];
     }
-    double below = 0.0;
-    for (int b = last + 1; b < kBuckets; ++b) below += mass[b];
     uint32_t *order = sc.order.data();
     size_t count = 0;
     for (int i = 0; i < n; ++i) {
-      if (w[i] > 0.0) {
-        if (WeightBucket(w[i]) <= last) {
+      if (w[i] > 0.0f) {
+        const int bucket = WeightBucket(w[i]);
+        if (bucket == cut) {
           order[count++] = static_cast<uint32_t>(i);
-        } else {
-          w[i] = 0.0;
+        } else if (bucket > cut) {
+          w[i] = 0.0f;
         }
       }
     }
-    if (count <= 1024) {
+    if (count <= 512) {
       std::sort(order, order + count, [s](uint32_t a, uint32_t b) { return s[a] < s[b] || (s[a] == s[b] && a < b); });
     } else {  // `order` is in index order, so a stable sort by score gives the same (score, index) order.
       uint32_t *keys = sc.keys.data();
       for (size_t j = 0; j < count; ++j) keys[j] = OrderedKey(s[order[j]]);
       RadixSort(keys, order, sc.keys_tmp.data(), sc.order_tmp.data(), count);
     }
-    const double limit = 1.0 - o.top_p;
     double cumulative = below / total;
-    for (size_t j = 0; j + 1 < count; ++j) {
+    for (size_t j = 0; j + 1 < count || (j < count && cut != 0); ++j) {
       cumulative += w[order[j]] / total;
       if (!(cumulative <= limit)) break;
-      w[order[j]] = 0.0;
+      w[order[j]] = 0.0f;
     }
   }
 
   if (o.min_p > 0.0) {
     // HF MinPLogitsWarper on the remaining rows: p < min_p * max p is removed (the max row always stays).
-    double kept = 0.0;
-    double top = 0.0;
+    const double kept = kernels::Sum(w, n);
+    const double threshold = o.min_p * (static_cast<double>(kernels::Max(w, n)) / kept);
     for (int i = 0; i < n; ++i) {
-      kept += w[i];
-      top = w[i] > top ? w[i] : top;
-    }
-    const double threshold = o.min_p * (top / kept);
-    for (int i = 0; i < n; ++i) {
-      if (w[i] > 0.0 && w[i] / kept < threshold) w[i] = 0.0;
+      if (w[i] > 0.0f && w[i] / kept < threshold) w[i] = 0.0f;
     }
   }
 
   // Inverse CDF in row order: the first row whose cumulative weight exceeds u * total.
-  double final_total = 0.0;
-  for (int i = 0; i < n; ++i) final_total += w[i];
+  const double final_total = kernels::Sum(w, n);
   const double target = UniformDraw(o.seed, q.uid, q.step) * final_total;
   int chosen = -1;
   double cumulative = 0.0;
   for (int i = 0; i < n; ++i) {
-    if (w[i] > 0.0) {
+    if (w[i] > 0.0f) {
       cumulative += w[i];
       chosen = i;
       if (cumulative > target) break;
