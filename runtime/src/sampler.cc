@@ -33,16 +33,6 @@ inline uint32_t OrderedKey(float v) {
   return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
 }
 
-// Weights w in (0, 1] fall into kBuckets buckets by binary exponent and the top two mantissa bits (a quarter
-// octave each): bucket 0 holds the largest weights, the last one everything below 2^-64. Monotonic in w.
-constexpr int kBuckets = 256;
-inline int WeightBucket(float w) {
-  uint32_t bits;
-  std::memcpy(&bits, &w, sizeof bits);
-  const int key = static_cast<int>(bits >> 21);  // Sign (0), exponent, two mantissa bits.
-  return std::min(std::max((127 << 2) - key, 0), kBuckets - 1);
-}
-
 // Stable LSD radix sort of (keys, values) by key, 11 bits per pass; the result ends in keys/values.
 void RadixSort(uint32_t *keys, uint32_t *values, uint32_t *keys_tmp, uint32_t *values_tmp, size_t n) {
   constexpr int kBits = 11;
@@ -77,11 +67,12 @@ void RadixSort(uint32_t *keys, uint32_t *values, uint32_t *keys_tmp, uint32_t *v
 
 struct Sampler::Scratch {
   explicit Scratch(int rows)
-      : scores(rows), weights(rows), order(rows), order_tmp(rows), keys(rows), keys_tmp(rows), select(rows) {
+      : scores(rows), weights(rows), buckets(rows), order(rows), order_tmp(rows), keys(rows), keys_tmp(rows), select(rows) {
     heap.reserve(static_cast<size_t>(rows));
   }
   std::vector<float> scores;     // Processed logits.
   std::vector<float> weights;    // exp(score - max score); 0 = removed.
+  std::vector<uint8_t> buckets;  // Top-p bucket of each weight.
   std::vector<uint32_t> order;   // Row indices being sorted for top-p.
   std::vector<uint32_t> order_tmp;
   std::vector<uint32_t> keys;    // Sort keys of `order`.
@@ -220,10 +211,14 @@ SampleResult Sampler::SampleOne(const SampleRequest &q, const SamplingOptions &o
     // <= 1 - top_p, always keep the last (largest). Only the rows where the cut can fall are sorted: weights are
     // bucketed (monotonic in the weight), the bucket where the cumulative mass from the bottom first exceeds
     // 1 - top_p holds the cut; every smaller bucket is removed and every larger one kept without sorting.
-    double mass[kBuckets] = {};
-    for (int i = 0; i < n; ++i) {
-      if (w[i] > 0.0f) mass[WeightBucket(w[i])] += w[i];
-    }
+    constexpr int kBuckets = kernels::kWeightBuckets;
+    uint8_t *bucket = sc.buckets.data();
+    kernels::WeightBuckets(w, n, bucket);
+    // Four interleaved histograms, so consecutive rows rarely wait on the same accumulator.
+    double partial[4][kBuckets] = {};
+    for (int i = 0; i < n; ++i) partial[i & 3][bucket[i]] += w[i];
+    double mass[kBuckets];
+    for (int b = 0; b < kBuckets; ++b) mass[b] = (partial[0][b] + partial[1][b]) + (partial[2][b] + partial[3][b]);
     const double limit = 1.0 - o.top_p;
     const double limit_mass = limit * total;
     double below = 0.0;  // Mass of the buckets below the cut bucket.
@@ -232,17 +227,12 @@ SampleResult Sampler::SampleOne(const SampleRequest &q, const SamplingOptions &o
       if (below + mass[cut] > limit_mass) break;
       below += mass[cut];
     }
+    kernels::ZeroAboveBucket(w, bucket, n, static_cast<uint8_t>(cut));
     uint32_t *order = sc.order.data();
     size_t count = 0;
-    for (int i = 0; i < n; ++i) {
-      if (w[i] > 0.0f) {
-        const int bucket = WeightBucket(w[i]);
-        if (bucket == cut) {
-          order[count++] = static_cast<uint32_t>(i);
-        } else if (bucket > cut) {
-          w[i] = 0.0f;
-        }
-      }
+    for (int i = 0; i < n; ++i) {  // Branch-free: rows are in random order, a branch would mispredict.
+      order[count] = static_cast<uint32_t>(i);
+      count += static_cast<size_t>((bucket[i] == cut) & (w[i] > 0.0f));
     }
     if (count <= 512) {
       std::sort(order, order + count, [s](uint32_t a, uint32_t b) { return s[a] < s[b] || (s[a] == s[b] && a < b); });
@@ -268,17 +258,28 @@ SampleResult Sampler::SampleOne(const SampleRequest &q, const SamplingOptions &o
     }
   }
 
-  // Inverse CDF in row order: the first row whose cumulative weight exceeds u * total.
+  // Inverse CDF in row order: the first row whose cumulative weight exceeds u * total. Whole blocks are skipped
+  // by their sums, then the block holding the target is walked row by row.
   const double final_total = kernels::Sum(w, n);
   const double target = UniformDraw(o.seed, q.uid, q.step) * final_total;
-  int chosen = -1;
+  constexpr int kDrawBlock = 1024;
   double cumulative = 0.0;
-  for (int i = 0; i < n; ++i) {
+  int start = 0;
+  for (; start + kDrawBlock < n; start += kDrawBlock) {
+    const double block = kernels::Sum(w + start, kDrawBlock);
+    if (cumulative + block > target) break;
+    cumulative += block;
+  }
+  int chosen = -1;
+  for (int i = start; i < n; ++i) {
     if (w[i] > 0.0f) {
       cumulative += w[i];
       chosen = i;
       if (cumulative > target) break;
     }
+  }
+  for (int i = start - 1; chosen < 0 && i >= 0; --i) {  // Rounding left the target past the end: last kept row.
+    if (w[i] > 0.0f) chosen = i;
   }
   if (probs != nullptr) {
     for (int i = 0; i < n; ++i) probs[i] = w[i] / final_total;

@@ -130,5 +130,19 @@ LLASA_RT_CLONES double Sum(const float *w, int n) {
   return total;
 }
 
+LLASA_RT_CLONES void WeightBuckets(const float *w, int n, uint8_t *bucket) {
+  for (int i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &w[i], sizeof bits);
+    const int32_t key = (127 << 2) - static_cast<int32_t>(bits >> 21);  // 0 for w = 1; larger for smaller w.
+    const int32_t clamped = key < 0 ? 0 : (key > kWeightBuckets - 1 ? kWeightBuckets - 1 : key);
+    bucket[i] = static_cast<uint8_t>(clamped);
+  }
+}
+
+LLASA_RT_CLONES void ZeroAboveBucket(float *w, const uint8_t *bucket, int n, uint8_t cut) {
+  for (int i = 0; i < n; ++i) w[i] = bucket[i] > cut ? 0.0f : w[i];
+}
+
 }  // namespace kernels
 }  // namespace llasa_rt

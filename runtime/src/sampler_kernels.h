@@ -24,5 +24,12 @@ void MaskBelow(float *s, int n, float threshold);
 // sum_i w[i].
 double Sum(const float *w, int n);
 
+// Top-p buckets of weights w in [0, 1]: by binary exponent and the top two mantissa bits (a quarter octave each),
+// bucket 0 holding the largest weights and the last one everything below 2^-64 (and zeros). Monotonic in w.
+constexpr int kWeightBuckets = 256;
+void WeightBuckets(const float *w, int n, uint8_t *bucket);
+// w[i] = 0 where bucket[i] > cut.
+void ZeroAboveBucket(float *w, const uint8_t *bucket, int n, uint8_t cut);
+
 }  // namespace kernels
 }  // namespace llasa_rt
