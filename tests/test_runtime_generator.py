@@ -376,3 +376,47 @@ def test_end_token_in_the_prompt_counts_as_history() -> None:
     o = ref.Options(temperature=0.0, repetition_penalty=50.0, max_new_tokens=8)
     got = generator.generate(prompt, options=to_core(o)).candidates[0].tokens.tolist()
     assert got == reference_generate(model, prompt, o, uid=0, max_seq_len=SMAX)[0]
+
+
+def test_generate_releases_the_gil_outside_python_calls() -> None:
+    """A Python thread woken during generation runs while the core works. The switch interval is raised so that the
+    interpreter never forces a GIL hand-over: if generate held the GIL in C++, the woken thread could only run
+    after generate returned."""
+    import sys
+    import threading
+
+    model = ToyModel(seed=2)
+    generator, backend = make_generator(model, slots=8, max_seq_len=len(PROMPT) + 200)
+    state = {"steps": 0, "helper_saw": None}
+    wake = threading.Event()
+
+    def helper() -> None:
+        wake.wait()
+        state["helper_saw"] = state["steps"]
+
+    original = backend.forward
+
+    def forward(input_ids, past_len, logits):
+        if past_len == 0:
+            original(input_ids, past_len, logits)
+            logits[:, -1] = -np.inf
+        state["steps"] += 1  # Decode steps do nothing that could release the GIL from Python.
+
+    backend.forward = forward
+
+    def callback(controller: core.GenerationController) -> None:
+        if controller.step == 5:
+            wake.set()
+
+    thread = threading.Thread(target=helper)
+    thread.start()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    try:
+        o = core.SamplingOptions(temperature=0.9, top_p=0.95, max_new_tokens=150, seed=1)
+        generator.generate(PROMPT, options=o, num_candidates=8, callback=callback, callback_every=5)
+    finally:
+        sys.setswitchinterval(interval)
+    thread.join()
+    assert state["steps"] >= 100
+    assert state["helper_saw"] is not None and state["helper_saw"] < 80, state
