@@ -21,7 +21,6 @@ import statistics
 import time
 
 import numpy as np
-
 from llasa_rt import _core as core
 
 ROWS = 65537
@@ -91,12 +90,11 @@ def bench_sampler(repeats: int) -> None:
                 uids = np.arange(batch, dtype=np.uint64)
                 steps = np.zeros(batch, np.int64)
                 ours = {
-                    t: median_ms(lambda s=s, x=x: s.sample(x, histories, uids, steps, o), repeats)
+                    t: median_ms(lambda s=s, args=(x, histories, uids, steps, o): s.sample(*args), repeats)
                     for t, s in samplers.items()
                 }
-                scores = torch.from_numpy(x)
-                input_ids = torch.zeros((batch, 1), dtype=torch.long)
-                theirs = median_ms(lambda hf=hf, s=scores: hf(input_ids, s), repeats)
+                args = (torch.zeros((batch, 1), dtype=torch.long), torch.from_numpy(x))
+                theirs = median_ms(lambda hf=hf, args=args: hf(*args), repeats)
                 print(f"| {kind} | {name} | {batch} | {ours[1]:.3f} | {ours[2]:.3f} | {theirs:.3f} | "
                       f"{theirs / ours[1]:.1f}x |")
 

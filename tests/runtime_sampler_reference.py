@@ -89,7 +89,9 @@ def processed_scores(
     return s
 
 
-def distribution(logits: np.ndarray, history: np.ndarray, step: int, o: Options, dtype: type = np.float32) -> np.ndarray:
+def distribution(
+    logits: np.ndarray, history: np.ndarray, step: int, o: Options, dtype: type = np.float32
+) -> np.ndarray:
     """The final distribution a row is drawn from; one-hot at the argmax for greedy."""
     s = processed_scores(logits, history, step, o, dtype)
     if not np.isfinite(s).any():

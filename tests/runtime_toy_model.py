@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import runtime_sampler_reference as ref
-
 from llasa_rt import _core as core
 
 SPEECH_BASE = 128264
@@ -44,7 +43,9 @@ class ToyModel:
         pos = self._positional(position)
         return self.key_table[t] + pos, self.value_table[t] - pos
 
-    def step(self, keys: list[np.ndarray], values: list[np.ndarray], input_ids: np.ndarray, past_len: int) -> np.ndarray:
+    def step(
+        self, keys: list[np.ndarray], values: list[np.ndarray], input_ids: np.ndarray, past_len: int
+    ) -> np.ndarray:
         """Writes K/V of `input_ids` [batch, seq] at [past_len, past_len + seq) of slots [0, batch) in `keys` /
         `values` (per layer [slots, kv_heads, max_seq_len, head_dim]); returns last-position logits [batch, rows]."""
         batch, seq = input_ids.shape

@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import runtime_sampler_reference as ref
-from runtime_toy_model import END_ID, SPEECH_BASE, ToyModel, make_generator, reference_generate
-
 from llasa_rt import InputError
 from llasa_rt import _core as core
+from runtime_toy_model import END_ID, SPEECH_BASE, ToyModel, make_generator, reference_generate
 
 # A Llasa-like prompt: text tokens, then a few voice-prompt speech codes (they count for the repetition penalty).
 PROMPT = [128000, 128006, 882, 128007, 271, 128258, 9906, 1917, 128259, 128009, 128006, 78191, 128007, 271, 128260]
@@ -294,7 +293,7 @@ def test_controller_misuse_raises(model: ToyModel) -> None:
             controller.prune(0)
             controller.prune(1)
 
-    with pytest.raises(InputError, match="uid=1: it is the last surviving candidate; call stop()"):
+    with pytest.raises(InputError, match=r"uid=1: it is the last surviving candidate; call stop\(\)"):
         generator.generate(PROMPT, options=to_core(SAMPLED), num_candidates=2, callback=prune_everything,
                            callback_every=0)
 
