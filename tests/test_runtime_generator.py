@@ -419,3 +419,31 @@ def test_generate_releases_the_gil_outside_python_calls() -> None:
     thread.join()
     assert state["steps"] >= 100
     assert state["helper_saw"] is not None and state["helper_saw"] < 80, state
+
+
+def test_generate_cannot_be_reentered_from_its_callback(model: ToyModel) -> None:
+    generator, _ = make_generator(model, slots=2, max_seq_len=SMAX)
+
+    def callback(controller: core.GenerationController) -> None:
+        generator.generate(PROMPT, options=to_core(SAMPLED))
+
+    with pytest.raises(RuntimeError, match="Generate is already running on this Generator"):
+        generator.generate(PROMPT, options=to_core(SAMPLED), callback=callback)
+    assert len(generator.generate(PROMPT, options=to_core(SAMPLED)).candidates) == 1  # Usable afterwards.
+
+
+def test_kv_cache_allocation_failure_names_the_shape_and_what_to_reduce() -> None:
+    huge = core.KvCacheConfig(num_layers=1 << 30, num_kv_heads=1 << 20, head_dim=1 << 20, slots=8,
+                              max_seq_len=1 << 30)
+    with pytest.raises(MemoryError, match=r"KV cache size overflows: .*\[slots 8, kv_heads 1048576, max_seq_len "
+                                          r"1073741824, head_dim 1048576\] float32; reduce slots or max_seq_len"):
+        core.KvCache(huge)
+    from pathlib import Path
+
+    overcommit = Path("/proc/sys/vm/overcommit_memory")
+    if not overcommit.exists() or overcommit.read_text().strip() == "1":
+        pytest.skip("the kernel may overcommit every mapping: a too-large cache cannot be made to fail here")
+    too_big = core.KvCacheConfig(num_layers=64, num_kv_heads=64, head_dim=256, slots=256, max_seq_len=1 << 20)
+    with pytest.raises(MemoryError, match=r"cannot allocate the KV cache: 64 layers x \(K, V\) x \[slots 256, .*GiB"
+                                          r".*; reduce slots \(candidates\) or max_seq_len"):
+        core.KvCache(too_big)

@@ -366,3 +366,9 @@ def test_bad_options_raise_value_errors_naming_option_and_range(kwargs: dict, me
 def test_options_are_keyword_only() -> None:
     with pytest.raises(TypeError):
         core.SamplingOptions(0.5)  # type: ignore[misc]
+
+
+def test_a_temperature_so_small_that_logits_overflow_is_rejected(sampler: core.Sampler) -> None:
+    with pytest.raises(InputError, match="overflows the float32 logits; use a larger temperature, or 0 for greedy"):
+        sampler.sample(random_logits(0)[None], [[]], np.array([0], np.uint64), np.array([0]),
+                       core.SamplingOptions(temperature=1e-40))

@@ -62,9 +62,15 @@ Generator::~Generator() { controller_->generator_ = nullptr; }
 
 GenerationResult Generator::Generate(const std::vector<int64_t> &prompt_ids, const SamplingOptions &options,
                                      int num_candidates, const GenerationCallback &callback, int callback_every) {
-  if (running_) {
-    throw std::logic_error("Generate is already running on this Generator (called again from its callback?)");
+  if (running_.exchange(true)) {
+    throw std::logic_error(
+        "Generate is already running on this Generator (called from its callback or another thread); use one "
+        "Generator per concurrent generation");
   }
+  struct Running {
+    std::atomic<bool> &flag;
+    ~Running() { flag = false; }
+  } running_guard{running_};
   options.Validate();
   const int slots = cache_.config().slots;
   const int max_seq_len = cache_.config().max_seq_len;
@@ -101,12 +107,6 @@ GenerationResult Generator::Generate(const std::vector<int64_t> &prompt_ids, con
       prompt_rows_.push_back(static_cast<int32_t>(end_row));
     }
   }
-
-  running_ = true;
-  struct Running {
-    bool &flag;
-    ~Running() { flag = false; }
-  } running_guard{running_};
 
   options_ = options;
   token_limit_ = options.max_new_tokens > 0 ? options.max_new_tokens : context_limit;

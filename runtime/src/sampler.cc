@@ -101,14 +101,36 @@ void Sampler::RunTask(void *context, int task, int worker) {
       job->self->SampleOne(job->requests[task], *job->options, *job->self->scratch_[worker], nullptr);
 }
 
+namespace {
+
+// Holds a Sampler's busy flag for one call.
+class BusyGuard {
+ public:
+  explicit BusyGuard(std::atomic<bool> &busy) : busy_(busy) {
+    if (busy_.exchange(true)) {
+      throw std::logic_error("this Sampler is already sampling in another thread; use one Sampler per thread");
+    }
+  }
+  ~BusyGuard() { busy_ = false; }
+  BusyGuard(const BusyGuard &) = delete;
+  BusyGuard &operator=(const BusyGuard &) = delete;
+
+ private:
+  std::atomic<bool> &busy_;
+};
+
+}  // namespace
+
 void Sampler::Sample(const SampleRequest *requests, int batch, const SamplingOptions &options,
                      SampleResult *results) {
+  BusyGuard guard(busy_);
   options.Validate();
   BatchJob job{this, requests, &options, results};
   pool_.Run(batch, &Sampler::RunTask, &job);
 }
 
 void Sampler::Distribution(const SampleRequest &request, const SamplingOptions &options, double *probabilities) {
+  BusyGuard guard(busy_);
   options.Validate();
   SampleOne(request, options, *scratch_[0], probabilities);
 }
@@ -203,6 +225,10 @@ SampleResult Sampler::SampleOne(const SampleRequest &q, const SamplingOptions &o
 
   const float max_score = kernels::Max(s, n);
   if (max_score == -kInf) throw nothing_left();
+  if (max_score == kInf) {
+    throw std::invalid_argument(Where(q) + ": temperature=" + std::to_string(o.temperature) +
+                                " overflows the float32 logits; use a larger temperature, or 0 for greedy");
+  }
   float *w = sc.weights.data();
   const double total = kernels::ExpWeights(s, n, max_score, w);
 

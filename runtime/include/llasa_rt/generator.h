@@ -3,6 +3,7 @@
 // candidates and receives newly final codes. Decode steps allocate nothing and never copy the whole cache.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -78,7 +79,7 @@ class Generator {
   Sampler sampler_;
   CandidateSet candidates_;
   std::shared_ptr<GenerationController> controller_;
-  bool running_ = false;
+  std::atomic<bool> running_{false};  // Guards against re-entry and concurrent calls (the GIL is released).
 
   // State of the current generation, sized once per Generate() call.
   SamplingOptions options_;

@@ -3,6 +3,7 @@
 // processors in generate()'s order); a counter-based RNG makes each draw depend only on (seed, uid, step).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -44,6 +45,7 @@ class Sampler {
   int threads() const { return pool_.size(); }
 
   // Samples one row per request. Results depend only on each request, never on batch size, order or threads.
+  // One call at a time per Sampler (it owns the scratch buffers); a concurrent call throws std::logic_error.
   // Does not allocate. Throws std::invalid_argument when options are invalid, a history row is out of range,
   // logits contain NaN / +inf, or no row is left to choose.
   void Sample(const SampleRequest *requests, int batch, const SamplingOptions &options, SampleResult *results);
@@ -62,6 +64,7 @@ class Sampler {
   int rows_;
   ThreadPool pool_;
   std::vector<std::unique_ptr<Scratch>> scratch_;  // One per worker.
+  std::atomic<bool> busy_{false};                  // A Sample / Distribution call is running.
 };
 
 }  // namespace llasa_rt
