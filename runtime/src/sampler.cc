@@ -178,24 +178,27 @@ SampleResult Sampler::SampleOne(const SampleRequest &q, const SamplingOptions &o
   }
   const double raw_log_norm = raw_max + std::log(kernels::SumExp(x, n, raw_max));
 
-  // History processors on a copy: repetition penalty (once per distinct row, computed from the raw logit),
-  // then END masking before min_new_tokens.
+  // History processors: repetition penalty (once per distinct row, computed from the raw logit), then END masking
+  // before min_new_tokens. They work on a copy, unless greedy decoding has nothing to change.
+  const bool penalize = o.repetition_penalty != 1.0 && (q.prompt_rows_len + q.tokens_len) > 0;
+  const bool mask_end = q.step < static_cast<uint64_t>(o.min_new_tokens);
+  const bool greedy = o.temperature == 0.0;
   float *s = sc.scores.data();
-  std::memcpy(s, x, static_cast<size_t>(n) * sizeof(float));
+  if (penalize || mask_end || !greedy) std::memcpy(s, x, static_cast<size_t>(n) * sizeof(float));
   const float penalty = static_cast<float>(o.repetition_penalty);
-  auto penalize = [&](const int32_t *rows, size_t len) {
+  auto apply_penalty = [&](const int32_t *rows, size_t len) {
     for (size_t j = 0; j < len; ++j) {
       const int32_t r = rows[j];
       if (r < 0 || r >= n) {
         throw std::invalid_argument(Where(q) + ": history row " + std::to_string(r) + " outside [0, " +
                                     std::to_string(n) + ")");
       }
-      if (o.repetition_penalty != 1.0) s[r] = x[r] < 0 ? x[r] * penalty : x[r] / penalty;
+      if (penalize) s[r] = x[r] < 0 ? x[r] * penalty : x[r] / penalty;
     }
   };
-  penalize(q.prompt_rows, q.prompt_rows_len);
-  penalize(q.tokens, q.tokens_len);
-  if (q.step < static_cast<uint64_t>(o.min_new_tokens)) s[n - 1] = -kInf;
+  apply_penalty(q.prompt_rows, q.prompt_rows_len);
+  apply_penalty(q.tokens, q.tokens_len);
+  if (mask_end) s[n - 1] = -kInf;
 
   auto nothing_left = [&]() {
     return std::invalid_argument(Where(q) + ": no row is left to choose (every row is -inf after the repetition "
@@ -203,11 +206,12 @@ SampleResult Sampler::SampleOne(const SampleRequest &q, const SamplingOptions &o
                                  std::to_string(o.min_new_tokens) + ")");
   };
 
-  if (o.temperature == 0.0) {  // Greedy: argmax, first index on ties (torch.argmax).
-    const float best_score = kernels::Max(s, n);
+  if (greedy) {  // Argmax, first index on ties (torch.argmax).
+    const float *scores = (penalize || mask_end) ? s : x;
+    const float best_score = (penalize || mask_end) ? kernels::Max(s, n) : raw_max;
     if (best_score == -kInf) throw nothing_left();
     int best = 0;
-    while (s[best] != best_score) ++best;
+    while (scores[best] != best_score) ++best;
     if (probs != nullptr) {
       std::fill(probs, probs + n, 0.0);
       probs[best] = 1.0;
