@@ -271,8 +271,10 @@ SampleResult Sampler::SampleOne(const SampleRequest &q, const SamplingOptions &o
       for (size_t j = 0; j < count; ++j) keys[j] = OrderedKey(s[order[j]]);
       RadixSort(keys, order, sc.keys_tmp.data(), sc.order_tmp.data(), count);
     }
+    // The largest row (weight 1, bucket 0) always stays: when the cut falls in bucket 0 it is the last sorted row.
+    const size_t removable = cut == 0 ? count - 1 : count;
     double cumulative = below / total;
-    for (size_t j = 0; j + 1 < count || (j < count && cut != 0); ++j) {
+    for (size_t j = 0; j < removable; ++j) {
       cumulative += w[order[j]] / total;
       if (!(cumulative <= limit)) break;
       w[order[j]] = 0.0f;
