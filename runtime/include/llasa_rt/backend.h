@@ -1,0 +1,36 @@
+// llasa-rt: what the decode loop needs from a model: one forward step over the first `batch` KV slots.
+// A backend is given the KvCache and the StepBuffers at construction (to bind them once, e.g. through ONNX
+// Runtime's IOBinding or as TensorRT bindings); the loop never depends on which backend runs.
+#pragma once
+
+#include <cstdint>
+
+#include "llasa_rt/kv_cache.h"
+#include "llasa_rt/step_buffers.h"
+
+namespace llasa_rt {
+
+class Backend {
+ public:
+  // Throws std::invalid_argument if `buffers` was made for a cache of another shape.
+  Backend(KvCache &cache, StepBuffers &buffers);
+  virtual ~Backend() = default;
+  Backend(const Backend &) = delete;
+  Backend &operator=(const Backend &) = delete;
+
+  // Runs `batch` rows of `seq_len` new tokens each. Row b's keys/values for positions [0, past_len) are in KV
+  // slot b; the backend writes the new ones in place at positions [past_len, past_len + seq_len) of slot b and
+  // the logits of each row's last position to `logits` [batch, rows]. `input_ids` [batch, seq_len] and the
+  // position ids (past_len + j, in buffers().position_ids()) point into buffers(); the attention mask is
+  // buffers().attention_mask() viewed as [batch, past_len + seq_len].
+  virtual void Forward(const int64_t *input_ids, int batch, int seq_len, int past_len, float *logits) = 0;
+
+  KvCache &cache() const { return cache_; }
+  StepBuffers &buffers() const { return buffers_; }
+
+ private:
+  KvCache &cache_;
+  StepBuffers &buffers_;
+};
+
+}  // namespace llasa_rt

@@ -1,0 +1,19 @@
+// llasa-rt: the backend interface's shared part.
+#include "llasa_rt/backend.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace llasa_rt {
+
+Backend::Backend(KvCache &cache, StepBuffers &buffers) : cache_(cache), buffers_(buffers) {
+  const KvCacheConfig &c = cache.config();
+  if (buffers.slots() != c.slots || buffers.max_seq_len() != c.max_seq_len) {
+    throw std::invalid_argument("StepBuffers were made for " + std::to_string(buffers.slots()) + " slots x " +
+                                std::to_string(buffers.max_seq_len()) + " positions but the KvCache has " +
+                                std::to_string(c.slots) + " x " + std::to_string(c.max_seq_len) +
+                                "; create them from the same cache");
+  }
+}
+
+}  // namespace llasa_rt

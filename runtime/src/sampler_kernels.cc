@@ -1,0 +1,148 @@
+// llasa-rt (internal): the sampler's vectorisable full-row loops.
+#include "sampler_kernels.h"
+
+#include <cstring>
+#include <limits>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LLASA_RT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define LLASA_RT_CLONES
+#endif
+
+namespace llasa_rt {
+namespace kernels {
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr int kBlock = 256;  // Float partial sums per block, then added in double.
+
+// exp(x) for x <= 0 (callers subtract the maximum): 2^n * p(r) with n = round(x / ln 2), Cody-Waite reduction and
+// Cephes' degree-5 polynomial; 0 below -87.3 (and for -inf). Branch-free so that loops over it vectorise.
+__attribute__((always_inline)) inline float ExpNonPositive(float x) {
+  const float clamped = x < -87.0f ? -87.0f : x;
+  // Round to nearest by adding and removing 1.5 * 2^23 (exact for |v| < 2^22).
+  const float n = (clamped * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const float r = clamped - n * 0.693359375f - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return x < -87.0f ? 0.0f : y * scale;
+}
+
+}  // namespace
+
+// Reductions keep kLanes independent accumulators (one vector register's worth or two), which the compiler can
+// vectorise without reassociating floating-point sums; lanes are combined (in double) at the end.
+constexpr int kLanes = 16;
+
+LLASA_RT_CLONES float MaxChecked(const float *x, int n, bool *invalid) {
+  float m[kLanes];
+  int bad[kLanes];
+  for (int j = 0; j < kLanes; ++j) {
+    m[j] = -kInf;
+    bad[j] = 0;
+  }
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      const float v = x[i + j];
+      bad[j] |= !(v < kInf);  // NaN or +inf.
+      m[j] = v > m[j] ? v : m[j];
+    }
+  }
+  float result = -kInf;
+  int any_bad = 0;
+  for (; i < n; ++i) {
+    any_bad |= !(x[i] < kInf);
+    result = x[i] > result ? x[i] : result;
+  }
+  for (int j = 0; j < kLanes; ++j) {
+    any_bad |= bad[j];
+    result = m[j] > result ? m[j] : result;
+  }
+  *invalid = any_bad != 0;
+  return result;
+}
+
+LLASA_RT_CLONES float Max(const float *x, int n) {
+  float m[kLanes];
+  for (int j = 0; j < kLanes; ++j) m[j] = -kInf;
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+  }
+  float result = -kInf;
+  for (; i < n; ++i) result = x[i] > result ? x[i] : result;
+  for (int j = 0; j < kLanes; ++j) result = m[j] > result ? m[j] : result;
+  return result;
+}
+
+LLASA_RT_CLONES double SumExp(const float *x, int n, float shift) {
+  double total = 0.0;
+  int i = 0;
+  while (i + kLanes <= n) {
+    // Float lanes over a block (bounded rounding), then into the double total.
+    float acc[kLanes] = {};
+    const int block_end = i + kBlock <= n ? i + kBlock : n - (n - i) % kLanes;
+    for (; i < block_end; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) acc[j] += ExpNonPositive(x[i + j] - shift);
+    }
+    for (int j = 0; j < kLanes; ++j) total += acc[j];
+  }
+  for (; i < n; ++i) total += ExpNonPositive(x[i] - shift);
+  return total;
+}
+
+LLASA_RT_CLONES double ExpWeights(const float *s, int n, float shift, float *w) {
+  for (int i = 0; i < n; ++i) w[i] = ExpNonPositive(s[i] - shift);
+  return Sum(w, n);
+}
+
+LLASA_RT_CLONES void Divide(float *s, int n, float divisor) {
+  for (int i = 0; i < n; ++i) s[i] = s[i] / divisor;
+}
+
+LLASA_RT_CLONES void MaskBelow(float *s, int n, float threshold) {
+  for (int i = 0; i < n; ++i) s[i] = s[i] < threshold ? -kInf : s[i];
+}
+
+LLASA_RT_CLONES double Sum(const float *w, int n) {
+  double total = 0.0;
+  int i = 0;
+  while (i + kLanes <= n) {
+    float acc[kLanes] = {};
+    const int block_end = i + kBlock <= n ? i + kBlock : n - (n - i) % kLanes;
+    for (; i < block_end; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) acc[j] += w[i + j];
+    }
+    for (int j = 0; j < kLanes; ++j) total += acc[j];
+  }
+  for (; i < n; ++i) total += w[i];
+  return total;
+}
+
+LLASA_RT_CLONES void WeightBuckets(const float *w, int n, uint8_t *bucket) {
+  for (int i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &w[i], sizeof bits);
+    const int32_t key = (127 << 2) - static_cast<int32_t>(bits >> 21);  // 0 for w = 1; larger for smaller w.
+    const int32_t clamped = key < 0 ? 0 : (key > kWeightBuckets - 1 ? kWeightBuckets - 1 : key);
+    bucket[i] = static_cast<uint8_t>(clamped);
+  }
+}
+
+LLASA_RT_CLONES void ZeroAboveBucket(float *w, const uint8_t *bucket, int n, uint8_t cut) {
+  for (int i = 0; i < n; ++i) w[i] = bucket[i] > cut ? 0.0f : w[i];
+}
+
+}  // namespace kernels
+}  // namespace llasa_rt
