@@ -21,6 +21,7 @@ import statistics
 import time
 
 import numpy as np
+
 from llasa_rt import _core as core
 
 ROWS = 65537

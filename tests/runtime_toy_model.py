@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import runtime_sampler_reference as ref
+
 from llasa_rt import _core as core
 
 SPEECH_BASE = 128264

@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import runtime_sampler_reference as ref
+
 from llasa_rt import InputError
 from llasa_rt import _core as core
+
 from runtime_toy_model import END_ID, SPEECH_BASE, ToyModel, make_generator, reference_generate
 
 # A Llasa-like prompt: text tokens, then a few voice-prompt speech codes (they count for the repetition penalty).

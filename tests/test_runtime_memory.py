@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import runtime_sampler_reference as ref
+
 from llasa_rt import _core as core
+
 from runtime_toy_model import ToyModel, make_generator
 
 ROOT = Path(__file__).resolve().parents[1]

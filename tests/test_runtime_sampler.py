@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import runtime_sampler_reference as ref
+
 from llasa_rt import InputError
 from llasa_rt import _core as core
 
