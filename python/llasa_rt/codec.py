@@ -140,6 +140,17 @@ class StreamingDecoder:
         self._tail = np.zeros(0, dtype=np.float32)  # held-back samples awaiting the cross-fade
         self._finished = False
 
+    def prime(self, context: Any) -> None:
+        """Starts a new utterance that follows `context` codes (e.g. a voice prompt's): they serve as left
+        context of the first chunks, but their own audio is never emitted."""
+        self.reset()
+        arr = np.atleast_1d(np.asarray(context))
+        if arr.size:
+            if arr.ndim != 1:
+                raise InputError(f"prime() takes a 1-D array of codes, got shape {list(arr.shape)}")
+            self._codes = check_codes(arr).copy()
+            self._next = len(self._codes)
+
     def push(self, codes: Any) -> list[np.ndarray]:
         """Adds codes (an int or a 1-D int array) and returns the audio chunks that became ready (maybe none)."""
         if self._finished:

@@ -1,0 +1,84 @@
+"""`llasa-rt speak`: text -> speech with a bundle."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "speak", help="speak text with a bundle (to a file or raw PCM on stdout)",
+        description="Speak TEXT (or standard input when TEXT is omitted) with a bundle made by `llasa-rt export "
+                    "--codec ...`. Writes -o FILE (.wav / .flac / .ogg), or 16-bit mono PCM at 16 kHz to stdout "
+                    "with --output-raw (e.g. | aplay -r 16000 -f S16_LE -t raw -). Sampling options default to the "
+                    "bundle's (llasa-rt info BUNDLE).",
+        epilog="example: llasa-rt speak --bundle llasa-1b-int4 \"Hello there.\" -o hello.wav")
+    p.add_argument("text", nargs="?", help="text to speak (default: read standard input)")
+    p.add_argument("--bundle", "-b", required=True, help="bundle folder")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--output", "-o", help="audio file to write (.wav, .flac or .ogg)")
+    out.add_argument("--output-raw", action="store_true",
+                     help="write raw 16-bit little-endian PCM (16 kHz mono) to stdout, chunk by chunk as it is made")
+    p.add_argument("--voice", help="name of a reference voice in the bundle (llasa-rt voice list)")
+    p.add_argument("--seed", type=int, help="sampling seed (same seed + options = same audio)")
+    p.add_argument("--temperature", type=float, help="softmax temperature; 0 = greedy")
+    p.add_argument("--top-p", type=float, help="nucleus sampling mass in (0, 1]")
+    p.add_argument("--top-k", type=int, help="keep the k most likely codes; 0 = off")
+    p.add_argument("--min-p", type=float, help="drop codes below min_p x the top probability")
+    p.add_argument("--repetition-penalty", type=float, help="> 1 discourages repeating codes")
+    p.add_argument("--max-new-tokens", type=int, help="most codes per piece of text (50 per second)")
+    p.add_argument("--candidates", type=int, default=1, help="sample N candidates, keep the most likely (default 1)")
+    p.add_argument("--no-split", action="store_true", help="do not split long text at sentences (error if too long)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all physical cores)")
+    p.add_argument("--fast-load", action="store_true", help="skip checking the bundle files' sha256 on load")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on stderr")
+    p.set_defaults(func=run)
+
+
+def _text(args: argparse.Namespace) -> str:
+    from llasa_rt.errors import InputError
+
+    if args.text is not None:
+        return args.text
+    if sys.stdin.isatty():
+        raise InputError("no text given: pass TEXT as an argument or pipe it on standard input")
+    return sys.stdin.read()
+
+
+def run(args: argparse.Namespace) -> int:
+    from llasa_rt.audio import FORMATS, to_pcm16
+    from llasa_rt.engine import Engine
+    from llasa_rt.errors import InputError
+
+    text = _text(args)
+    if args.output and not args.output.lower().endswith(tuple(FORMATS)):
+        raise InputError(f"cannot write '{args.output}': use a .wav, .flac or .ogg file name (or --output-raw)")
+    if args.output_raw and args.candidates != 1:
+        raise InputError("--output-raw streams one candidate; drop --candidates")
+    engine = Engine(args.bundle, threads=args.threads, verify="fast" if args.fast_load else "full")
+    options = dict(voice=args.voice, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                   min_p=args.min_p, repetition_penalty=args.repetition_penalty,
+                   max_new_tokens=args.max_new_tokens, seed=args.seed, split=not args.no_split)
+    if args.output_raw:
+        stdout = sys.stdout.buffer
+        samples = 0
+        chunks = engine.speak_stream(text, **options)
+        try:
+            for chunk in chunks:
+                stdout.write(to_pcm16(chunk))
+                stdout.flush()
+                samples += len(chunk)
+        except BrokenPipeError:  # the reader went away (e.g. `| head`): stop generating, quietly
+            chunks.close()
+            return 0
+        if not args.quiet:
+            print(f"llasa-rt speak: {samples / engine.sample_rate:.2f} s of audio", file=sys.stderr)
+        return 0
+    audio = engine.speak(text, num_candidates=args.candidates, **options)
+    audio.save(args.output)
+    if not args.quiet:
+        t = audio.timings
+        print(f"llasa-rt speak: wrote {args.output} ({audio.duration:.2f} s; {t['total_s']:.2f} s to make, "
+              f"RTF {t['rtf']:.2f}; seed {int(t['seed'])})", file=sys.stderr)
+    return 0
