@@ -25,16 +25,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from llasa_1b import OUT, bundle, checkpoint
+from llasa_1b import vm_hwm_gb as peak_rss_gb
 
 PROMPT_LEN = 60
-
-
-def peak_rss_gb() -> float:
-    """This process's peak resident memory (VmHWM: unlike ru_maxrss it is not inherited across fork+exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024**2
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def prompt_ids() -> np.ndarray:
@@ -98,7 +92,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokens", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out"))
+    ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--child", choices=["transformers", "onnx"])
     ap.add_argument("--path")
     a = ap.parse_args()
@@ -109,22 +103,9 @@ def main() -> None:
         print(json.dumps(child_onnx(Path(a.path), a.tokens, a.threads)))
         return
 
-    from llasa_rt.export.bundle_export import export_bundle
-    from llasa_rt.export.tiny import make_tiny_llasa
-
     out = Path(a.out)
-    ckpt = out / "llasa-1b-random"
-    if not (ckpt / "config.json").is_file():
-        print(f"writing a random-weight Llasa-1B-shaped checkpoint to {ckpt} ...", flush=True)
-        make_tiny_llasa(ckpt, "1b", seed=0, dtype="bfloat16")
-    bundles = {}
-    for precision in ("fp32", "int4"):
-        b = out / f"llasa-1b-random-{precision}"
-        if not (b / "manifest.json").is_file():
-            t0 = time.perf_counter()
-            export_bundle(str(ckpt), b, precision=precision, overwrite=True, verify=False, log=lambda m: None)
-            print(f"exported {precision} in {time.perf_counter() - t0:.0f} s", flush=True)
-        bundles[precision] = b
+    ckpt = checkpoint(out)
+    bundles = {precision: bundle(precision, out) for precision in ("fp32", "int4")}
 
     rows = [("transformers fp32 generate", run_child("transformers", ckpt, a.tokens, a.threads))]
     for precision, b in bundles.items():

@@ -89,6 +89,9 @@ def export_bundle(
     max_context: int = 2048,
     verify: bool = True,
     log: Callable[[str], None] = _log,
+    block_size: int | None = None,
+    head_bits: int | None = None,
+    accuracy_level: int | None = None,
 ) -> Path:
     """Exports a Llasa checkpoint (and optionally its X-Codec2 decoder) to a bundle folder.
 
@@ -102,6 +105,9 @@ def export_bundle(
         date: the date pinned into the Llama-3 chat template.
         max_context: longest prompt + speech the bundle will serve (Llasa was trained with 2048).
         verify: open the exported LM in ONNX Runtime and run two steps before finishing.
+        block_size: int8/int4 quantisation block (input features per scale); default LmExportOptions'.
+        head_bits: int4 graphs: 8 (default) or 4 bits for the output head.
+        accuracy_level: int8/int4 MatMulNBits compute: 4 = int8 activations (default), 0 = fp32.
 
     Returns:
         The bundle folder.
@@ -112,6 +118,12 @@ def export_bundle(
     if codec_precision not in ("fp32", "fp16"):
         raise BundleError(f"unknown codec precision {codec_precision!r}; choose fp32 or fp16")
     options = LmExportOptions(precision=precision, max_context=max_context)
+    if block_size is not None:
+        options.block_size = block_size
+    if head_bits is not None:
+        options.head_bits = head_bits
+    if accuracy_level is not None:
+        options.accuracy_level = accuracy_level
     try:
         options.validate()
     except ValueError as e:

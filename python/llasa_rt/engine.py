@@ -112,6 +112,7 @@ class Engine:
                                                  end_token_id=SPEECH_END_ID, sampler_threads=sampler_threads)
         self._slots = 0
         self._generator: Any = None
+        self._backend: OrtLmBackend | None = None
         self._lock = threading.Lock()
 
     # ---- set-up -----------------------------------------------------------------------------------
@@ -133,8 +134,8 @@ class Engine:
                 num_layers=m["num_layers"], num_kv_heads=m["num_kv_heads"], head_dim=m["head_dim"], slots=slots,
                 max_seq_len=self.max_context, dtype=m.get("kv_dtype", "float32")))
             buffers = _core.StepBuffers(cache, rows=SPEECH_COUNT + 1)
-            backend = OrtLmBackend(self._session, cache, buffers, m)
-            self._generator = _core.Generator(backend, self._gen_config)
+            self._backend = OrtLmBackend(self._session, cache, buffers, m)
+            self._generator = _core.Generator(self._backend, self._gen_config)
             self._slots = slots
         return self._generator
 

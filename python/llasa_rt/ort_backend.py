@@ -16,6 +16,7 @@ small inputs (their shapes change) and run.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,8 @@ class OrtLmBackend(_core.Backend):
         self.mask_ptr = _pointer(buffers.attention_mask)
         self.logits_ptr = _pointer(buffers.logits)
         self.bound_batch = 0
+        self.profile = False  # when True, `run_seconds` collects the time of each session run (benchmarks)
+        self.run_seconds: list[float] = []
 
     def _bind_batch(self, batch: int) -> None:
         """(Re)binds the KV buffers and logits for `batch` live rows."""
@@ -77,4 +80,9 @@ class OrtLmBackend(_core.Backend):
         b.bind_input("input_ids", "cpu", 0, np.int64, [batch, seq], self.ids_ptr)
         b.bind_input("position_ids", "cpu", 0, np.int64, [batch, seq], self.pos_ptr)
         b.bind_input("attention_mask", "cpu", 0, np.int64, [batch, past_len + seq], self.mask_ptr)
-        self.session.run_with_iobinding(b)
+        if self.profile:
+            t0 = time.perf_counter()
+            self.session.run_with_iobinding(b)
+            self.run_seconds.append(time.perf_counter() - t0)
+        else:
+            self.session.run_with_iobinding(b)

@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it already holds something")
     p.add_argument("--date", default=None, help="date pinned into the Llama-3 chat template (default 26 Jul 2024)")
     p.add_argument("--max-context", type=int, default=2048, help="longest prompt + speech in tokens (default 2048)")
+    p.add_argument("--block-size", type=int, choices=[16, 32, 64, 128, 256],
+                   help="int8/int4: input features per quantisation scale (default 128; smaller is more accurate, "
+                        "larger runs batched candidates faster)")
+    p.add_argument("--head-bits", type=int, choices=[4, 8],
+                   help="int4: bits of the 65,537-row output head (default 8; 4 is faster for one stream)")
     p.add_argument("--no-verify", action="store_true", help="skip running the exported LM once in ONNX Runtime")
     p.set_defaults(func=run)
 
@@ -35,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise LlasaError(f"export needs the export extra ({e.name} is missing): pip install 'llasa-rt[export]'") from e
     out = export_bundle(model=args.model, out=args.out, precision=args.precision, codec=args.codec,
                         codec_precision=args.codec_precision, overwrite=args.overwrite,
-                        date=args.date or DEFAULT_DATE, max_context=args.max_context, verify=not args.no_verify)
+                        date=args.date or DEFAULT_DATE, max_context=args.max_context, verify=not args.no_verify,
+                        block_size=args.block_size, head_bits=args.head_bits)
     print(out)
     return 0

@@ -1,0 +1,40 @@
+"""Shared setup of the LM benchmarks: a random-weight checkpoint of the real Llasa-1B shape and bundles
+exported from it, cached under bench/out/ (not committed; made once, reused by later runs)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def checkpoint(out: Path = OUT) -> Path:
+    """bench/out/llasa-1b-random: 16 layers, hidden 2048, 32/8 heads, head_dim 64, vocab 193,800, bf16."""
+    from llasa_rt.export.tiny import make_tiny_llasa
+
+    ckpt = out / "llasa-1b-random"
+    if not (ckpt / "config.json").is_file():
+        print(f"writing a random-weight Llasa-1B-shaped checkpoint to {ckpt} ...", flush=True)
+        make_tiny_llasa(ckpt, "1b", seed=0, dtype="bfloat16")
+    return ckpt
+
+
+def bundle(precision: str, out: Path = OUT) -> Path:
+    """bench/out/llasa-1b-random-<precision>: the exported LM bundle (no codec)."""
+    from llasa_rt.export.bundle_export import export_bundle
+
+    b = out / f"llasa-1b-random-{precision}"
+    if not (b / "manifest.json").is_file():
+        t0 = time.perf_counter()
+        export_bundle(str(checkpoint(out)), b, precision=precision, overwrite=True, verify=False, log=lambda m: None)
+        print(f"exported {precision} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return b
+
+
+def vm_hwm_gb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss it is not inherited across fork+exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2
+    raise RuntimeError("no VmHWM in /proc/self/status")

@@ -1,0 +1,206 @@
+"""Decode throughput of the llasa-rt runtime on the Llasa-1B shape (int4), against other ways to run it.
+
+On a random-weight bundle of the real Llasa-1B shape (bench/llasa_1b.py; int4 MatMulNBits, 65,537-row
+head), each path runs in its own process, 2 threads, after a 60-token prompt:
+
+- llasa-rt: `Engine.generate_codes` (C++ loop, sampler, KV slots; ONNX Runtime through IOBinding on
+  shared buffers) with 1, 2, 4 and 8 candidates; aggregate tokens/s = candidates x steps/s;
+- onnxruntime-genai `og.Generator` on the same graph and weights (its logits get a sequence axis, which
+  its runtime requires; it feeds the sampled row back as a token id, which changes no cost);
+- transformers fp32 `generate` on the source checkpoint (the official Llasa path), one stream.
+
+Prints tokens/s, ratios measured in this run, the time per step inside ONNX Runtime and outside it (the
+C++ core, the Python glue of the backend), and the two targets: one stream >= og.Generator, and
+8 candidates >= 5x one stream's aggregate tokens/s. Usage:
+
+    python bench/runtime.py [--tokens 100] [--threads 2] [--skip-transformers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from llasa_1b import OUT, bundle, checkpoint, vm_hwm_gb
+
+PROMPT_LEN = 60
+CANDIDATES = (1, 2, 4, 8)
+
+
+def prompt_ids() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.concatenate([[128000], rng.integers(0, 128000, PROMPT_LEN - 2), [128260]]).astype(np.int64)
+
+
+def child_llasa_rt(b: Path, tokens: int, threads: int) -> dict:
+    import llasa_rt
+
+    engine = llasa_rt.Engine(b, threads=threads, verify="fast")
+    out = {}
+    prompt = prompt_ids()
+    for n in CANDIDATES:
+        generator = engine._ensure_slots(n)
+        opts, _ = engine._options({"max_new_tokens": tokens, "min_new_tokens": tokens}, 1)
+        generator.generate(prompt, options=opts, num_candidates=n)  # warm-up: ORT picks kernels per batch size
+        ort_backend = engine._backend
+        ort_backend.profile, ort_backend.run_seconds = True, []
+        res = generator.generate(prompt, options=opts, num_candidates=n)
+        ort_backend.profile = False
+        t = res.timings
+        fwd, core = np.array(t.forward_seconds), np.array(t.core_seconds)
+        run = np.array(ort_backend.run_seconds[1:])  # [0] is the prefill
+        steps = len(fwd)
+        out[n] = {
+            "steps_s": steps / (fwd.sum() + core.sum()),
+            "agg_tok_s": n * steps / (fwd.sum() + core.sum()),
+            "ms_step": 1e3 * (fwd.sum() + core.sum()) / steps,
+            "ort_ms": 1e3 * run.mean(),
+            "core_ms": 1e3 * core.mean(),
+            "glue_ms": 1e3 * (fwd.sum() - run.sum()) / steps,
+        }
+    out["peak_rss_gb"] = vm_hwm_gb()
+    return out
+
+
+def child_og(b: Path, tokens: int, threads: int) -> dict:
+    """onnxruntime-genai on the same graph: a copy of lm.onnx whose logits are [batch, 1, rows]."""
+    import onnx
+    import onnxruntime_genai as og
+    from onnx import helper
+
+    manifest = json.loads((b / "manifest.json").read_text())
+    m = manifest["model"]
+    folder = b / "og"
+    folder.mkdir(exist_ok=True)
+    model = onnx.load(str(b / "lm.onnx"), load_external_data=False)
+    g = model.graph
+    for node in g.node:
+        for i, name in enumerate(node.output):
+            if name == "logits":
+                node.output[i] = "logits_2d"
+    g.node.append(helper.make_node("Unsqueeze", ["logits_2d", "/model/constants/INT64/[1]"], ["logits"],
+                                   name="/lm_head/og/Unsqueeze"))
+    out = next(o for o in g.output if o.name == "logits")
+    out.type.tensor_type.shape.ClearField("dim")
+    for d in ("batch_size", 1, m.get("head_rows", 65537)):
+        dim = out.type.tensor_type.shape.dim.add()
+        if isinstance(d, str):
+            dim.dim_param = d
+        else:
+            dim.dim_value = d
+    data = folder / "lm.onnx.data"  # the same weights file: a hard link, not a copy
+    if not data.exists():
+        os.link(b / "lm.onnx.data", data)
+    onnx.save(model, str(folder / "lm.onnx"))
+    (folder / "genai_config.json").write_text(json.dumps({
+        "model": {"bos_token_id": 128000, "context_length": m["max_context"], "eos_token_id": 65536,
+                  "pad_token_id": 65536, "type": "llama", "vocab_size": 65537, "decoder": {
+                      "session_options": {"log_id": "onnxruntime-genai", "provider_options": [],
+                                          "intra_op_num_threads": threads},
+                      "filename": "lm.onnx", "head_size": m["head_dim"], "hidden_size": m["hidden_size"],
+                      "num_attention_heads": m["num_attention_heads"], "num_hidden_layers": m["num_layers"],
+                      "num_key_value_heads": m["num_kv_heads"],
+                      "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask",
+                                 "position_ids": "position_ids", "past_key_names": "past_key_values.%d.key",
+                                 "past_value_names": "past_key_values.%d.value"},
+                      "outputs": {"logits": "logits", "present_key_names": "present.%d.key",
+                                  "present_value_names": "present.%d.value"}}},
+        "search": {"do_sample": False, "max_length": m["max_context"], "min_length": 0, "num_beams": 1,
+                   "num_return_sequences": 1, "past_present_share_buffer": True, "repetition_penalty": 1.0,
+                   "temperature": 1.0, "top_k": 1, "top_p": 1.0}}, indent=1))
+    ogm = og.Model(str(folder))
+    rates = []
+    for _ in range(2):  # the first run warms up
+        params = og.GeneratorParams(ogm)
+        params.set_search_options(max_length=PROMPT_LEN + tokens + 1, min_length=PROMPT_LEN + tokens + 1)
+        gen = og.Generator(ogm, params)
+        gen.append_tokens(prompt_ids()[None].astype(np.int32))
+        gen.generate_next_token()  # first token comes from the prefill
+        t0 = time.perf_counter()
+        for _ in range(tokens):
+            gen.generate_next_token()
+        rates.append(tokens / (time.perf_counter() - t0))
+    return {"tok_s": rates[-1], "peak_rss_gb": vm_hwm_gb()}
+
+
+def child_transformers(ckpt: Path, tokens: int, threads: int) -> dict:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.set_num_threads(threads)
+    model = LlamaForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32).eval()
+    ids = torch.as_tensor(prompt_ids()[None])
+    kw = dict(do_sample=True, temperature=0.8, top_p=1.0, attention_mask=torch.ones_like(ids), pad_token_id=128261,
+              eos_token_id=None)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kw)
+        prefill = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model.generate(ids, max_new_tokens=tokens + 1, min_new_tokens=tokens + 1, **kw)
+        total = time.perf_counter() - t0
+    return {"tok_s": tokens / (total - prefill), "peak_rss_gb": vm_hwm_gb()}
+
+
+CHILDREN = {"llasa_rt": child_llasa_rt, "og": child_og, "transformers": child_transformers}
+
+
+def run_child(kind: str, path: Path, tokens: int, threads: int) -> dict:
+    r = subprocess.run([sys.executable, __file__, "--child", kind, "--path", str(path), "--tokens", str(tokens),
+                        "--threads", str(threads)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{r.stderr[-4000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1], object_hook=lambda d: {
+        (int(k) if k.isdigit() else k): v for k, v in d.items()})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokens", type=int, default=100, help="decode steps per measurement")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="int4", choices=["int4", "int8", "fp32"])
+    ap.add_argument("--skip-transformers", action="store_true", help="skip the slow transformers fp32 baseline")
+    ap.add_argument("--bundle", help="benchmark this bundle instead of the random Llasa-1B one")
+    ap.add_argument("--child", choices=list(CHILDREN))
+    ap.add_argument("--path")
+    a = ap.parse_args()
+    if a.child:
+        print(json.dumps(CHILDREN[a.child](Path(a.path), a.tokens, a.threads)))
+        return
+
+    b = Path(a.bundle) if a.bundle else bundle(a.precision)
+    ours = run_child("llasa_rt", b, a.tokens, a.threads)
+    og_res = run_child("og", b, a.tokens, a.threads)
+    hf = None if a.skip_transformers else run_child("transformers", checkpoint(OUT), a.tokens, a.threads)
+
+    one = ours[1]["agg_tok_s"]
+    lm = json.loads((b / "manifest.json").read_text())["graphs"]["lm"]
+    print(f"\n{b.name}: {lm['precision']} (block {lm['details'].get('block_size')}, head "
+          f"{lm['details'].get('head_bits')}-bit), {PROMPT_LEN}-token prompt, {a.tokens} decode steps, "
+          f"{a.threads} threads")
+    print(f"{'path':38s} {'tok/s':>8s} {'vs 1 stream':>11s} {'ms/step':>8s} {'in ORT':>7s} {'core':>6s} {'glue':>6s}")
+    for n in CANDIDATES:
+        r = ours[n]
+        print(f"{f'llasa-rt, {n} candidate(s) (aggregate)':38s} {r['agg_tok_s']:8.2f} {r['agg_tok_s'] / one:10.2f}x "
+              f"{r['ms_step']:8.1f} {r['ort_ms']:7.1f} {r['core_ms']:6.2f} {r['glue_ms']:6.2f}")
+    print(f"{'onnxruntime-genai og.Generator, 1 stream':38s} {og_res['tok_s']:8.2f} {og_res['tok_s'] / one:10.2f}x")
+    if hf:
+        print(f"{'transformers fp32 generate, 1 stream':38s} {hf['tok_s']:8.2f} {hf['tok_s'] / one:10.2f}x")
+    print(f"\npeak RSS: llasa-rt {ours['peak_rss_gb']:.2f} GB (KV for 8 candidates included), og "
+          f"{og_res['peak_rss_gb']:.2f} GB" + (f", transformers {hf['peak_rss_gb']:.2f} GB" if hf else ""))
+    print(f"target 1: one stream vs og.Generator = {one / og_res['tok_s']:.2f}x (target >= 1.00): "
+          f"{'met' if one >= og_res['tok_s'] else 'NOT met'}")
+    agg8 = ours[8]["agg_tok_s"] / one
+    print(f"target 2: 8 candidates vs one stream = {agg8:.2f}x (target >= 5.00): {'met' if agg8 >= 5 else 'NOT met'}")
+    if hf:
+        print(f"one stream vs transformers fp32: {one / hf['tok_s']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
