@@ -32,6 +32,27 @@ def bundle(precision: str, out: Path = OUT) -> Path:
     return b
 
 
+def transformers_decode(ckpt: Path, prompt, tokens: int, threads: int, sample: bool) -> dict:
+    """transformers fp32 `generate` on `ckpt`: decode tokens/s (generate of tokens+1 minus the prefill's
+    generate of 1) and the prefill time. `sample`: do_sample with the model card's temperature 0.8."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.set_num_threads(threads)
+    model = LlamaForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32).eval()
+    ids = torch.as_tensor(prompt)[None]
+    kw = dict(attention_mask=torch.ones_like(ids), pad_token_id=128261, eos_token_id=None, do_sample=sample,
+              **(dict(temperature=0.8, top_p=1.0) if sample else {}))
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kw)
+        prefill = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model.generate(ids, max_new_tokens=tokens + 1, min_new_tokens=tokens + 1, **kw)
+        total = time.perf_counter() - t0
+    return {"decode_tok_s": tokens / (total - prefill), "prefill_s": prefill, "peak_rss_gb": vm_hwm_gb()}
+
+
 def vm_hwm_gb() -> float:
     """This process's peak resident memory (VmHWM: unlike ru_maxrss it is not inherited across fork+exec)."""
     for line in Path("/proc/self/status").read_text().splitlines():

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from llasa_1b import OUT, bundle, checkpoint
+from llasa_1b import OUT, bundle, checkpoint, transformers_decode
 from llasa_1b import vm_hwm_gb as peak_rss_gb
 
 PROMPT_LEN = 60
@@ -37,21 +37,7 @@ def prompt_ids() -> np.ndarray:
 
 
 def child_transformers(ckpt: Path, tokens: int, threads: int) -> dict:
-    import torch
-    from transformers import LlamaForCausalLM
-
-    torch.set_num_threads(threads)
-    model = LlamaForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32).eval()
-    ids = torch.as_tensor(prompt_ids())
-    kw = dict(do_sample=False, attention_mask=torch.ones_like(ids), pad_token_id=128261, eos_token_id=None)
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kw)
-        prefill = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        model.generate(ids, max_new_tokens=tokens + 1, min_new_tokens=tokens + 1, **kw)
-        total = time.perf_counter() - t0
-    return {"decode_tok_s": tokens / (total - prefill), "prefill_s": prefill, "peak_rss_gb": peak_rss_gb()}
+    return transformers_decode(ckpt, prompt_ids()[0], tokens, threads, sample=False)
 
 
 def child_onnx(bundle: Path, tokens: int, threads: int) -> dict:

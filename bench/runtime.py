@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from llasa_1b import OUT, bundle, checkpoint, vm_hwm_gb
+from llasa_1b import OUT, bundle, checkpoint, transformers_decode, vm_hwm_gb
 
 PROMPT_LEN = 60
 CANDIDATES = (1, 2, 4, 8)
@@ -130,22 +130,8 @@ def child_og(b: Path, tokens: int, threads: int) -> dict:
 
 
 def child_transformers(ckpt: Path, tokens: int, threads: int) -> dict:
-    import torch
-    from transformers import LlamaForCausalLM
-
-    torch.set_num_threads(threads)
-    model = LlamaForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32).eval()
-    ids = torch.as_tensor(prompt_ids()[None])
-    kw = dict(do_sample=True, temperature=0.8, top_p=1.0, attention_mask=torch.ones_like(ids), pad_token_id=128261,
-              eos_token_id=None)
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kw)
-        prefill = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        model.generate(ids, max_new_tokens=tokens + 1, min_new_tokens=tokens + 1, **kw)
-        total = time.perf_counter() - t0
-    return {"tok_s": tokens / (total - prefill), "peak_rss_gb": vm_hwm_gb()}
+    r = transformers_decode(ckpt, prompt_ids(), tokens, threads, sample=True)
+    return {"tok_s": r["decode_tok_s"], "peak_rss_gb": r["peak_rss_gb"]}
 
 
 CHILDREN = {"llasa_rt": child_llasa_rt, "og": child_og, "transformers": child_transformers}

@@ -14,6 +14,19 @@ from llasa_rt.bundle import SPEECH_BASE_ID, SPEECH_COUNT, SPEECH_END_ID
 HEAD_IDS = np.concatenate([np.arange(SPEECH_BASE_ID, SPEECH_BASE_ID + SPEECH_COUNT), [SPEECH_END_ID]])
 
 
+class SpeechRowsOnly:
+    """transformers LogitsProcessor: only the 65,537 rows Llasa can emit (what our graph's head keeps)."""
+
+    def __init__(self, vocab: int) -> None:
+        import torch
+
+        self.mask = torch.full((vocab,), float("-inf"))
+        self.mask[torch.as_tensor(HEAD_IDS)] = 0.0
+
+    def __call__(self, input_ids, scores):
+        return scores + self.mask
+
+
 class GrowingPastLm:
     """Runs lm.onnx of a bundle one call at a time, feeding each call's present K/V back as the next past."""
 

@@ -9,21 +9,12 @@ import torch
 import llasa_rt
 from llasa_rt.errors import BundleError, InputError
 
-from lm_helpers import HEAD_IDS
+from lm_helpers import SpeechRowsOnly
 
 
 @pytest.fixture(scope="module")
 def engine(full_bundle):
     return llasa_rt.Engine(full_bundle, threads=2)
-
-
-class _SpeechRowsOnly:
-    def __init__(self, vocab: int) -> None:
-        self.mask = torch.full((vocab,), float("-inf"))
-        self.mask[torch.as_tensor(HEAD_IDS)] = 0.0
-
-    def __call__(self, input_ids, scores):
-        return scores + self.mask
 
 
 def test_greedy_codes_equal_transformers_generate(engine, hf_model):
@@ -36,7 +27,7 @@ def test_greedy_codes_equal_transformers_generate(engine, hf_model):
     with torch.no_grad():
         ref = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=50,
                              min_new_tokens=50, eos_token_id=128261, pad_token_id=128261,
-                             logits_processor=LogitsProcessorList([_SpeechRowsOnly(model.config.vocab_size)]))
+                             logits_processor=LogitsProcessorList([SpeechRowsOnly(model.config.vocab_size)]))
     ref_codes = (ref[0, prompt.shape[1]:] - 128264).tolist()
     assert len(gen.codes) == 50 and len(set(ref_codes)) > 5
     assert gen.codes.tolist() == ref_codes

@@ -8,7 +8,7 @@ import torch
 
 from llasa_rt.bundle import SPEECH_END_ID
 
-from lm_helpers import HEAD_IDS, GrowingPastLm
+from lm_helpers import HEAD_IDS, GrowingPastLm, SpeechRowsOnly
 
 PROMPT_LEN = 23
 DECODE_STEPS = 30
@@ -43,17 +43,6 @@ def test_fp32_logits_match_transformers_over_prefill_and_decode(name, tiny_bundl
     assert worst <= 1e-4
 
 
-class _SpeechRowsOnly:
-    """transformers LogitsProcessor: only the 65,537 rows Llasa can emit (what our graph's head keeps)."""
-
-    def __init__(self, vocab: int) -> None:
-        self.mask = torch.full((vocab,), float("-inf"))
-        self.mask[torch.as_tensor(HEAD_IDS)] = 0.0
-
-    def __call__(self, input_ids, scores):
-        return scores + self.mask
-
-
 @pytest.mark.parametrize("name", ["h64", "h128"])
 def test_fp32_greedy_tokens_match_transformers_generate(name, tiny_bundle, hf_model):
     from transformers import LogitsProcessorList
@@ -64,7 +53,7 @@ def test_fp32_greedy_tokens_match_transformers_generate(name, tiny_bundle, hf_mo
         ref = model.generate(torch.as_tensor(prompt), attention_mask=torch.ones_like(torch.as_tensor(prompt)),
                              do_sample=False, max_new_tokens=GREEDY_TOKENS, min_new_tokens=GREEDY_TOKENS,
                              eos_token_id=SPEECH_END_ID, pad_token_id=SPEECH_END_ID,
-                             logits_processor=LogitsProcessorList([_SpeechRowsOnly(model.config.vocab_size)]))
+                             logits_processor=LogitsProcessorList([SpeechRowsOnly(model.config.vocab_size)]))
     ref_tokens = ref[0, prompt.shape[1]:].tolist()
 
     lm = GrowingPastLm(tiny_bundle(name, "fp32"))
