@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from onnx import TensorProto
 
-from llasa_rt.bundle import HEAD_ROWS, SPEECH_BASE_ID, SPEECH_COUNT, SPEECH_END_ID
+from llasa_rt.bundle import HEAD_ROWS, head_token_ids
 
 from .checkpoint import LlasaCheckpoint, WeightReader
 from .onnx_writer import GraphWriter
@@ -64,11 +64,6 @@ class LmExportOptions:
             raise ValueError(f"accuracy_level must be 0..4, not {self.accuracy_level}")
         if self.block_size not in (16, 32, 64, 128, 256):
             raise ValueError(f"block_size must be one of 16, 32, 64, 128, 256, not {self.block_size}")
-
-
-def head_token_ids() -> np.ndarray:
-    """Vocabulary id of each head row: <|s_0|>..<|s_65535|> then <|SPEECH_GENERATION_END|>."""
-    return np.concatenate([np.arange(SPEECH_BASE_ID, SPEECH_BASE_ID + SPEECH_COUNT), [SPEECH_END_ID]]).astype(np.int64)
 
 
 def rotary_cache(config: dict, head_dim: int, max_context: int) -> tuple[np.ndarray, np.ndarray]:

@@ -101,3 +101,18 @@ def test_quantized_graph_equals_model_with_dequantized_weights(name, precision, 
             ids = np.array([[HEAD_IDS[(step * 7919) % 65537]]], np.int64)
     print(f"{name} {precision}: graph vs dequantised transformers, max |logit diff| {worst:.3g}")
     assert worst <= 1e-4
+
+
+def test_drift_orders_precisions_and_is_zero_for_the_same_graph(tiny_bundle, capsys):
+    from llasa_rt.calibration.drift import measure_drift
+    from llasa_rt.cli import main
+
+    texts = ["Hello there.", "A second, slightly longer test sentence."]
+    ref = tiny_bundle("h128", "fp32")
+    same = measure_drift(ref, ref, texts, steps=6)
+    assert same.top1_agreement == 1.0 and same.mean_kl == 0.0 and same.max_abs_logit_diff == 0.0
+    kl = {p: measure_drift(ref, tiny_bundle("h128", p), texts, steps=6).mean_kl for p in ("fp16", "int8", "int4")}
+    print("mean KL vs fp32:", kl)
+    assert 0.0 < kl["fp16"] < kl["int8"] < kl["int4"]
+    assert main(["compare", str(ref), str(tiny_bundle("h128", "int4")), "--steps", "2"]) == 0
+    assert "top-1 agreement" in capsys.readouterr().out

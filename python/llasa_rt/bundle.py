@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import BundleError
 
 FORMAT_NAME = "llasa-rt-bundle"
@@ -47,6 +49,11 @@ MARKER_TOKENS = {
 # Rows of the exported LM head: rows 0..65535 are <|s_0|>..<|s_65535|>, row 65536 is END.
 HEAD_ROWS = SPEECH_COUNT + 1
 END_ROW = SPEECH_COUNT
+
+
+def head_token_ids() -> np.ndarray:
+    """Vocabulary id of each head row: <|s_0|>..<|s_65535|> (128264..193799), then END (128261)."""
+    return np.concatenate([np.arange(SPEECH_BASE_ID, SPEECH_BASE_ID + SPEECH_COUNT), [SPEECH_END_ID]]).astype(np.int64)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
