@@ -57,7 +57,7 @@ def resolve_source(source: str | os.PathLike[str]) -> CodecSource:
 
     found = resolve(str(source), [CONFIG_NAME, WEIGHTS_NAME], "codec", example="HKUSTAudio/xcodec2")
     check_folder(found.path)
-    return CodecSource(id=str(source), folder=found.path, revision=found.revision,
+    return CodecSource(id=found.id, folder=found.path, revision=found.revision,
                        weights_sha256=sha256_file(found.path / WEIGHTS_NAME))
 
 

@@ -199,6 +199,7 @@ def test_export_with_codec_writes_both_graphs_and_info_lists_them(tiny_checkpoin
     assert set(m.graphs) == {"lm", "codec_decoder"}
     assert m.graphs["codec_decoder"].precision == "fp32"
     assert m.sources["codec"]["model_safetensors_sha256"]
+    assert m.sources["codec"]["id"] == str(tiny_codec.resolve())  # absolute: `voice add` works from anywhere
     code, text, _ = run_cli(["info", out], capsys)
     assert code == 0 and "graph       codec_decoder: codec_decoder.onnx" in text
 
