@@ -183,7 +183,8 @@ class Engine:
 
         Sampling options default to the bundle's manifest (Llasa's model card: temperature 0.8, top_p 1.0).
         `num_candidates` > 1 samples that many candidates from one prefill (candidate i uses the RNG stream i, so
-        candidate 0 equals the single-candidate result) and returns the one with the highest mean log-prob per
+        with fp32/fp16 graphs candidate 0 equals the single-candidate result; int8/int4 graphs run batch 1 through
+        another ONNX Runtime kernel, see README Limits) and returns the one with the highest mean log-prob per
         token. `callback(controller)` runs every `callback_every` tokens (see llasa_rt._core.GenerationController:
         it can stop, prune and fork candidates and sees newly final codes). `slots` reserves KV slots beyond
         `num_candidates` so that a callback can fork (default: num_candidates).
