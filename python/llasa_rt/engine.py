@@ -66,6 +66,21 @@ class _Voice:
     codes: np.ndarray
 
 
+class _PieceVoices:
+    """The voice prompt of each piece of a text: the voice asked for; without one, the pieces after the first
+    continue in the first piece's voice (its own speech, when short enough to serve as a prompt)."""
+
+    def __init__(self, given: _Voice | None, pieces: int) -> None:
+        self.given, self.pieces, self.first = given, pieces, None
+
+    def voice(self) -> _Voice | None:
+        return self.given or self.first
+
+    def spoken(self, index: int, piece: str, codes: np.ndarray) -> None:
+        if index == 0 and self.given is None and self.pieces > 1 and 0 < len(codes) <= MAX_VOICE_CODES:
+            self.first = _Voice(transcript=piece, codes=codes)
+
+
 class Engine:
     """Llasa text-to-speech from an engine bundle.
 
@@ -307,14 +322,12 @@ class Engine:
                     seed: int | None, num_candidates: int) -> Iterator[tuple[str, Generation, _Voice | None]]:
         """Generates each piece of `text` in turn; yields (piece, generation, voice used for decoding)."""
         pieces = self._pieces(text, split, max_chars)
-        given = self._voice(voice)
-        first: _Voice | None = None
+        voices = _PieceVoices(self._voice(voice), len(pieces))
         for i, piece in enumerate(pieces):
-            piece_voice = given or first
+            piece_voice = voices.voice()
             gen = self._generate(piece, piece_voice, dict(overrides), None if seed is None else seed + i,
                                  num_candidates, None, 0)
-            if i == 0 and given is None and len(pieces) > 1 and 0 < len(gen.codes) <= MAX_VOICE_CODES:
-                first = _Voice(transcript=piece, codes=gen.codes)
+            voices.spoken(i, piece, gen.codes)
             yield piece, gen, piece_voice
 
     def speak_stream(self, text: str, *, voice: str | None = None, temperature: float | None = None,
@@ -334,10 +347,9 @@ class Engine:
                          repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
                          min_new_tokens=min_new_tokens)
         pieces = self._pieces(text, split, max_chars)
-        given = self._voice(voice)
-        first: _Voice | None = None
+        voices = _PieceVoices(self._voice(voice), len(pieces))
         for i, piece in enumerate(pieces):
-            piece_voice = given or first
+            piece_voice = voices.voice()
             if i and pause > 0:
                 yield np.zeros(int(pause * self.sample_rate), np.float32)
             streamer = codec.streaming(stream)
@@ -349,9 +361,7 @@ class Engine:
                 codes_of_piece.append(new_codes)
                 yield from streamer.push(new_codes)
             yield from streamer.flush()
-            codes = np.concatenate(codes_of_piece) if codes_of_piece else np.zeros(0, np.int32)
-            if i == 0 and given is None and len(pieces) > 1 and 0 < len(codes) <= MAX_VOICE_CODES:
-                first = _Voice(transcript=piece, codes=codes)
+            voices.spoken(i, piece, np.concatenate(codes_of_piece) if codes_of_piece else np.zeros(0, np.int32))
 
     def _stream_codes(self, piece: str, voice: _Voice | None, overrides: dict[str, Any], seed: int | None,
                       every: int) -> Iterator[np.ndarray]:
