@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from codec_setup import codec_bundle, codec_checkpoint, work_dir
+from codec_setup import add_common_arguments, codec_bundle, codec_checkpoint, work_dir
 
 from llasa_rt.codec import CodecDecoder, StreamingConfig
 
@@ -61,10 +61,7 @@ def first_chunk_latency(decoder: CodecDecoder, codes: np.ndarray, config: Stream
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--codec", help="X-Codec2 checkpoint folder (default: random, published decoder size)")
-    ap.add_argument("--work", help="folder for generated files (default: a new temporary folder)")
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--threads", type=int, default=2)
+    add_common_arguments(ap)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     work = work_dir(args.work)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from codec_setup import codec_bundle, codec_checkpoint, work_dir
+from codec_setup import add_common_arguments, codec_bundle, codec_checkpoint, work_dir
 
 from llasa_rt.codec import CodecDecoder
 from llasa_rt.export.codec import snr_db
@@ -23,9 +23,7 @@ from llasa_rt.export.codec import snr_db
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--codec", help="X-Codec2 checkpoint folder (default: random, published decoder size)")
-    ap.add_argument("--work", help="folder for generated files (default: a new temporary folder)")
-    ap.add_argument("--threads", type=int, default=2)
+    add_common_arguments(ap, seconds=None)
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "codec"))
     from xcodec2_reference import load_reference

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 
-from llasa_rt._version import __version__
-from llasa_rt.bundle import Manifest
-from llasa_rt.engines.bundle_writer import staged_bundle, write_manifest
-from llasa_rt.export.codec import export_codec_decoder
+from llasa_rt.export.codec import export_codec_bundle
 from llasa_rt.export.tiny_codec import make_tiny_xcodec2
 
 
@@ -20,13 +18,16 @@ def codec_checkpoint(codec: str | None, work: Path) -> Path:
 
 def codec_bundle(checkpoint: Path, work: Path, precision: str) -> Path:
     """A bundle in `work` with only codec_decoder.onnx (the LM is not needed to benchmark the codec)."""
-    out = work / f"bundle-{precision}"
-    with staged_bundle(out, overwrite=True) as tmp:
-        entry = export_codec_decoder(checkpoint, tmp, precision)
-        write_manifest(tmp, Manifest(llasa_rt_version=__version__, graphs={"codec_decoder": entry}, model={},
-                                     audio={"sample_rate": 16000, "hop_length": 320}, tokens={}, prompt={},
-                                     generation={}, sources={"codec": entry.details["source"]}))
-    return out
+    return export_codec_bundle(checkpoint, work / f"bundle-{precision}", precision, overwrite=True)
+
+
+def add_common_arguments(ap: argparse.ArgumentParser, seconds: float | None = 10.0) -> None:
+    """--codec, --work, --threads (and --seconds unless None): the arguments every codec benchmark takes."""
+    ap.add_argument("--codec", help="X-Codec2 checkpoint folder (default: random, published decoder size)")
+    ap.add_argument("--work", help="folder for generated files (default: a new temporary folder)")
+    if seconds is not None:
+        ap.add_argument("--seconds", type=float, default=seconds)
+    ap.add_argument("--threads", type=int, default=2)
 
 
 def work_dir(path: str | None) -> Path:

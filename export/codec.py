@@ -153,3 +153,23 @@ def export_codec_decoder(source: str | os.PathLike[str], dest_dir: Path, precisi
     })
     return GraphEntry(files={GRAPH_NAME: sha256_file(final)}, backend="onnxruntime", precision=precision,
                       opset=OPSET, details=details)
+
+
+def export_codec_bundle(source: str | os.PathLike[str], out: str | os.PathLike[str], precision: str = "fp32",
+                        overwrite: bool = False) -> Path:
+    """A bundle holding only `codec_decoder.onnx` (for decoding codes with llasa_rt.codec; it cannot speak).
+
+    Written through a staged folder like every bundle; the manifest's LM sections stay empty.
+    """
+    from llasa_rt._version import __version__
+    from llasa_rt.bundle import Manifest
+    from llasa_rt.engines.bundle_writer import staged_bundle, write_manifest
+
+    with staged_bundle(out, overwrite) as tmp:
+        entry = export_codec_decoder(source, tmp, precision)
+        hop = entry.details["hop_length"]
+        write_manifest(tmp, Manifest(llasa_rt_version=__version__, graphs={"codec_decoder": entry}, model={},
+                                     audio={"sample_rate": SAMPLE_RATE, "hop_length": hop,
+                                            "tokens_per_second": SAMPLE_RATE // hop},
+                                     tokens={}, prompt={}, generation={}, sources={"codec": entry.details["source"]}))
+    return Path(out)

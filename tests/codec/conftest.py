@@ -7,29 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from llasa_rt._version import __version__
-from llasa_rt.bundle import Manifest
-
 
 def make_codec_bundle(out: Path, codec_dir: Path, precision: str = "fp32") -> Path:
-    """A bundle holding only the codec decoder (the LM parts are exported on main; the codec code needs none)."""
-    from llasa_rt.engines.bundle_writer import staged_bundle, write_manifest
-    from llasa_rt.export.codec import export_codec_decoder
+    """A bundle holding only the codec decoder (the codec code needs no LM)."""
+    from llasa_rt.export.codec import export_codec_bundle
 
-    with staged_bundle(out) as tmp:
-        entry = export_codec_decoder(codec_dir, tmp, precision)
-        manifest = Manifest(
-            llasa_rt_version=__version__,
-            graphs={"codec_decoder": entry},
-            model={},
-            audio={"sample_rate": 16000, "hop_length": 320, "tokens_per_second": 50},
-            tokens={},
-            prompt={},
-            generation={},
-            sources={"codec": entry.details["source"]},
-        )
-        write_manifest(tmp, manifest)
-    return out
+    return export_codec_bundle(codec_dir, out, precision)
 
 
 @pytest.fixture(scope="session")
