@@ -41,28 +41,15 @@ def child_transformers(ckpt: Path, tokens: int, threads: int) -> dict:
 
 
 def child_onnx(bundle: Path, tokens: int, threads: int) -> dict:
-    import onnxruntime as ort
+    from llasa_rt.calibration.drift import GrowingPastLm
 
-    model = json.loads((bundle / "manifest.json").read_text())["model"]
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(bundle / "lm.onnx"), so, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    kv = np.float16 if model["kv_dtype"] == "float16" else np.float32
-    past = {f"past_key_values.{i}.{n}": np.zeros((1, model["num_kv_heads"], 0, model["head_dim"]), kv)
-            for i in range(model["num_layers"]) for n in ("key", "value")}
-    ids, n, times = prompt_ids(), 0, []
+    lm = GrowingPastLm(bundle, threads)
+    ids, times = prompt_ids(), []
     for _ in range(tokens + 1):
-        s = ids.shape[1]
         t0 = time.perf_counter()
-        out = dict(zip(names, sess.run(None, {
-            "input_ids": ids, "attention_mask": np.ones((1, n + s), np.int64),
-            "position_ids": np.arange(n, n + s, dtype=np.int64)[None], **past}), strict=True))
+        logits = lm.step(ids)
         times.append(time.perf_counter() - t0)
-        past = {k.replace("present", "past_key_values"): v for k, v in out.items() if k.startswith("present")}
-        n += s
-        ids = np.array([[128264 + int(np.argmax(out["logits"][0, :65536]))]], np.int64)
+        ids = np.array([[128264 + int(np.argmax(logits[0, :65536]))]], np.int64)
     return {"decode_tok_s": tokens / sum(times[1:]), "prefill_s": times[0], "peak_rss_gb": peak_rss_gb()}
 
 

@@ -30,16 +30,25 @@ class GrowingPastLm:
     """The plainest driver of a bundle's lm.onnx: one session run per call, present K/V fed back as past."""
 
     def __init__(self, bundle: str | Path, threads: int | None = None) -> None:
+        root = Path(bundle)
+        self._load(root / "lm.onnx", json.loads((root / "manifest.json").read_text())["model"], threads)
+
+    @classmethod
+    def from_graph(cls, onnx_path: Path, model: dict, threads: int | None = None) -> GrowingPastLm:
+        """For a graph outside a bundle (e.g. while an export is still staged); `model` = the manifest's facts."""
+        lm = cls.__new__(cls)
+        lm._load(onnx_path, model, threads)
+        return lm
+
+    def _load(self, onnx_path: Path, model: dict, threads: int | None) -> None:
         import onnxruntime as ort
 
-        root = Path(bundle)
-        manifest = json.loads((root / "manifest.json").read_text())
-        self.model = manifest["model"]
+        self.model = model
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = threads
         so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(root / "lm.onnx"), so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.reset()
 

@@ -55,26 +55,15 @@ def _log(msg: str) -> None:
 
 def smoke_test(onnx_path: Path, facts: dict) -> None:
     """Opens the exported LM in ONNX Runtime and runs a 3-token prefill and one decode step."""
-    import onnxruntime as ort
+    from llasa_rt.calibration.drift import GrowingPastLm
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    kv = np.float16 if facts["kv_dtype"] == "float16" else np.float32
-    shape = (1, facts["num_kv_heads"], 0, facts["head_dim"])
-    past = {f"past_key_values.{i}.{n}": np.zeros(shape, kv) for i in range(facts["num_layers"])
-            for n in ("key", "value")}
+    lm = GrowingPastLm.from_graph(onnx_path, facts)
     ids = np.array([[128000, 128006, 128007]], np.int64)
-    for step in range(2):
-        n, s = (0, 3) if step == 0 else (3, 1)
-        out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {
-            "input_ids": ids, "attention_mask": np.ones((1, n + s), np.int64),
-            "position_ids": np.arange(n, n + s, dtype=np.int64)[None], **past}), strict=True))
-        logits = out["logits"]
+    for _ in range(2):
+        logits = lm.step(ids)
         if logits.shape != (1, HEAD_ROWS) or not np.isfinite(logits).all():
             raise BundleError(f"the exported LM gives logits of shape {logits.shape} with non-finite values: "
                               "the export is broken (please report it)")
-        past = {k.replace("present", "past_key_values"): v for k, v in out.items() if k.startswith("present")}
         ids = np.array([[SPEECH_BASE_ID + int(logits[0, :SPEECH_COUNT].argmax())]], np.int64)
 
 
