@@ -1,9 +1,9 @@
 """Build and install llasa-rt: one `llasa_rt` namespace from four source folders plus a CMake-built extension.
 
-    python/llasa_rt  -> llasa_rt               (runtime API, CLI; no torch)
+    python/llasa_rt  -> llasa_rt               (runtime API, bundle module, backends, CLI; no torch)
     export/          -> llasa_rt.export        (HF checkpoint -> ONNX; torch/transformers as extras)
-    engines/         -> llasa_rt.engines       (bundle writer, backend plans)
-    calibration/     -> llasa_rt.calibration   (prompt sets, quantisation quality checks)
+    engines/         -> llasa_rt.engines       (ONNX -> TensorRT plans; reserved)
+    calibration/     -> llasa_rt.calibration   (quantisation calibration; reserved)
     runtime/ + csrc/ -> llasa_rt._core         (C++ decode core + pybind11 bindings, built by CMake)
 
 The extension is configured by CMakeLists.txt; TensorRT parts are skipped (with a message) where
@@ -108,7 +108,7 @@ setup(
     python_requires=">=3.10",
     packages=PACKAGES,
     package_dir=PACKAGE_DIRS,
-    package_data={"llasa_rt.export": ["data/*"], "llasa_rt.calibration": ["data/*"]},
+    package_data={"llasa_rt.export": ["data/*"], "llasa_rt.evaluation": ["data/*"]},
     ext_modules=[CMakeExtension("llasa_rt._core", ROOT)],
     cmdclass={"build_ext": CMakeBuild},
     install_requires=RUNTIME_DEPS,

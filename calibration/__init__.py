@@ -1,5 +1,5 @@
-"""llasa_rt.calibration: prompt sets and measurements of how far quantised graphs drift from a reference.
+"""llasa_rt.calibration: quantisation calibration (activation ranges, smoothing, Q/DQ insertion for INT8/INT4).
 
-`drift.measure_drift(reference_bundle, candidate_bundle)` (CLI: `llasa-rt compare`) compares two LMs on the
-same tokens. INT8 calibration data for TensorRT (explicit Q/DQ) will live here too; it does not exist yet.
+Reserved for the TensorRT path's explicit quantisation; nothing lives here yet. How far a quantised bundle
+drifts from a reference (`llasa-rt compare`) is measured by `llasa_rt.evaluation`.
 """

@@ -1,1 +1,4 @@
-"""llasa_rt.engines: writing engine bundles (atomically) and backend-specific plans."""
+"""llasa_rt.engines: ONNX -> TensorRT plan building (builder, optimisation profiles, plan/version checks).
+
+Reserved for the TensorRT path; nothing lives here yet. Bundles are written by `llasa_rt.bundle`.
+"""

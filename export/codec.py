@@ -79,12 +79,9 @@ def _check_standard_ops(path: Path) -> None:
 
 
 def _run_ort(path: Path, codes: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+    from llasa_rt.backends.ort import create_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return sess.run([OUTPUT_NAME], {INPUT_NAME: codes})[0]
+    return create_session(path, threads=2).run([OUTPUT_NAME], {INPUT_NAME: codes})[0]
 
 
 def export_codec_decoder(source: str | os.PathLike[str], dest_dir: Path, precision: str = "fp32",
@@ -162,14 +159,13 @@ def export_codec_bundle(source: str | os.PathLike[str], out: str | os.PathLike[s
     Written through a staged folder like every bundle; the manifest's LM sections stay empty.
     """
     from llasa_rt._version import __version__
-    from llasa_rt.bundle import Manifest
-    from llasa_rt.engines.bundle_writer import staged_bundle, write_manifest
+    from llasa_rt.bundle import CODEC_GRAPH, AudioFacts, Manifest
+    from llasa_rt.bundle.writer import staged_bundle, write_manifest
 
     with staged_bundle(out, overwrite) as tmp:
         entry = export_codec_decoder(source, tmp, precision)
         hop = entry.details["hop_length"]
-        write_manifest(tmp, Manifest(llasa_rt_version=__version__, graphs={"codec_decoder": entry}, model={},
-                                     audio={"sample_rate": SAMPLE_RATE, "hop_length": hop,
-                                            "tokens_per_second": SAMPLE_RATE // hop},
-                                     tokens={}, prompt={}, generation={}, sources={"codec": entry.details["source"]}))
+        audio = AudioFacts(sample_rate=SAMPLE_RATE, hop_length=hop, tokens_per_second=SAMPLE_RATE // hop)
+        write_manifest(tmp, Manifest(llasa_rt_version=__version__, graphs={CODEC_GRAPH: entry}, audio=audio,
+                                     sources={"codec": entry.details["source"]}))
     return Path(out)

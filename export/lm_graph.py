@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from onnx import TensorProto
 
-from llasa_rt.bundle import HEAD_ROWS, head_token_ids
+from llasa_rt.bundle import ModelFacts
+from llasa_rt.layout import LLASA_TOKENS, LmIo
 
 from .checkpoint import LlasaCheckpoint, WeightReader
 from .onnx_writer import GraphWriter
@@ -129,7 +130,7 @@ class LlamaGraphBuilder:
         return g.initializer(key, w.get(key).astype(self.act, copy=False))
 
     # ---- graph -----------------------------------------------------------------------------------
-    def build(self, onnx_path: Path) -> dict:
+    def build(self, onnx_path: Path) -> ModelFacts:
         """Writes the graph; returns facts for the manifest."""
         g = GraphWriter(onnx_path)
         try:
@@ -140,13 +141,13 @@ class LlamaGraphBuilder:
             g.abort()
             raise
 
-    def _build(self, g: GraphWriter) -> dict:
+    def _build(self, g: GraphWriter) -> ModelFacts:
         w = WeightReader(self.ckpt.weight_files)
         kv_type = self.act_type
         D, Hkv = self.head_dim, self.kv_heads
-        input_ids = g.add_input("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"])
-        mask = g.add_input("attention_mask", TensorProto.INT64, ["batch_size", "total_sequence_length"])
-        position_ids = g.add_input("position_ids", TensorProto.INT64, ["batch_size", "sequence_length"])
+        input_ids = g.add_input(LmIo.INPUT_IDS, TensorProto.INT64, ["batch_size", "sequence_length"])
+        mask = g.add_input(LmIo.ATTENTION_MASK, TensorProto.INT64, ["batch_size", "total_sequence_length"])
+        position_ids = g.add_input(LmIo.POSITION_IDS, TensorProto.INT64, ["batch_size", "sequence_length"])
 
         # attention_mask -> GQA's seqlens_k (valid length - 1 per row) and total_sequence_length.
         rows = g.node("ReduceSum", [mask, g.constant([1])], "/model/attn_mask_reformat/ReduceSum", keepdims=0)[0]
@@ -201,9 +202,9 @@ class LlamaGraphBuilder:
                                     w.get(p + "self_attn.v_proj.weight")], axis=0)
             qkv = self._linear(g, h, qkv_w, f"{name}/attn/qkv_proj")
             del qkv_w
-            past_k = g.add_input(f"past_key_values.{i}.key", kv_type,
+            past_k = g.add_input(LmIo.past(i, "key"), kv_type,
                                  ["batch_size", Hkv, "past_sequence_length", D])
-            past_v = g.add_input(f"past_key_values.{i}.value", kv_type,
+            past_v = g.add_input(LmIo.past(i, "value"), kv_type,
                                  ["batch_size", Hkv, "past_sequence_length", D])
             attn, pk, pv = g.node(
                 "GroupQueryAttention",
@@ -211,7 +212,7 @@ class LlamaGraphBuilder:
                 f"{name}/attn/GroupQueryAttention", num_outputs=3, domain="com.microsoft",
                 num_heads=self.heads, kv_num_heads=Hkv, scale=float(1.0 / np.sqrt(D)), do_rotary=1,
                 rotary_interleaved=0)
-            for produced, out in ((pk, f"present.{i}.key"), (pv, f"present.{i}.value")):
+            for produced, out in ((pk, LmIo.present(i, "key")), (pv, LmIo.present(i, "value"))):
                 g.rename_output(produced, out)
                 g.add_output(out, kv_type, ["batch_size", Hkv, "total_sequence_length", D])
             o = self._linear(g, attn, w.get(p + "self_attn.o_proj.weight"), f"{name}/attn/o_proj")
@@ -237,17 +238,16 @@ class LlamaGraphBuilder:
                    num_outputs=1, domain="com.microsoft", epsilon=self.eps)[0]
         last = g.node("Gather", [h, g.constant(-1)], "/lm_head/last_position/Gather", axis=1)[0]
         head_key = "model.embed_tokens.weight" if self.ckpt.tied else "lm_head.weight"
-        head_w = w.get_rows(head_key, head_token_ids())
+        head_w = w.get_rows(head_key, LLASA_TOKENS.head_token_ids())
         head_bits = None if self.bits is None else (self.opt.head_bits if self.bits == 4 else 8)
         logits = self._linear(g, last, head_w, "/lm_head", bits=head_bits)
         if self.fp16:
             logits = g.node("Cast", [logits], "/lm_head/Cast", to=TensorProto.FLOAT)[0]
-        g.rename_output(logits, "logits")
-        g.add_output("logits", TensorProto.FLOAT, ["batch_size", HEAD_ROWS])
-        return {
-            "num_layers": self.layers, "hidden_size": self.hidden, "num_attention_heads": self.heads,
-            "num_kv_heads": Hkv, "head_dim": D, "intermediate_size": inter, "vocab_size": vocab,
-            "max_context": self.opt.max_context, "kv_dtype": "float16" if self.fp16 else "float32",
-            "rms_norm_eps": self.eps, "tied_embeddings": self.ckpt.tied,
-            **({"embed_block_size": self.embed_block} if self.bits is not None else {}),
-        }
+        g.rename_output(logits, LmIo.LOGITS)
+        g.add_output(LmIo.LOGITS, TensorProto.FLOAT, ["batch_size", LLASA_TOKENS.head_rows])
+        return ModelFacts(
+            num_layers=self.layers, hidden_size=self.hidden, num_attention_heads=self.heads, num_kv_heads=Hkv,
+            head_dim=D, intermediate_size=inter, vocab_size=vocab, max_context=self.opt.max_context,
+            kv_dtype="float16" if self.fp16 else "float32", rms_norm_eps=self.eps, tied_embeddings=self.ckpt.tied,
+            embed_block_size=self.embed_block if self.bits is not None else None,
+        )

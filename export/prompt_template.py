@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from llasa_rt.bundle import PromptTemplate
 from llasa_rt.errors import CheckpointError
 
 DEFAULT_DATE = "26 Jul 2024"  # the Llama-3.1 template's own fixed date; any fixed date keeps prompts stable
@@ -22,7 +23,7 @@ INSTRUCTION = "Convert the text to speech:"
 _SENTINEL = "\u2063LLASA_RT_TEXT\u2063"
 
 
-def render_prompt(checkpoint: Path, date: str = DEFAULT_DATE) -> dict:
+def render_prompt(checkpoint: Path, date: str = DEFAULT_DATE) -> PromptTemplate:
     """Returns the manifest's `prompt` section for a checkpoint folder (uses transformers' renderer)."""
     from transformers import AutoTokenizer
 
@@ -42,10 +43,10 @@ def render_prompt(checkpoint: Path, date: str = DEFAULT_DATE) -> dict:
     if text.count(_SENTINEL) != 1 or not text.endswith("<|SPEECH_GENERATION_START|>"):
         raise CheckpointError(f"the chat template of {checkpoint} does not render Llasa's prompt as expected")
     prefix, suffix = text.split(_SENTINEL)
-    return {
-        "date": date,
-        "prefix": prefix,
-        "suffix": suffix,
-        "template_sha256": hashlib.sha256(template.encode("utf-8")).hexdigest(),
-        "voice_text_separator": " ",  # voice cloning: "<reference transcript> <target text>" in one block
-    }
+    return PromptTemplate(
+        prefix=prefix,
+        suffix=suffix,
+        date=date,
+        template_sha256=hashlib.sha256(template.encode("utf-8")).hexdigest(),
+        voice_text_separator=" ",  # voice cloning: "<reference transcript> <target text>" in one block
+    )

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from llasa_rt.bundle import MARKER_TOKENS, SPEECH_BASE_ID, SPEECH_COUNT, VOCAB_SIZE
+from llasa_rt.layout import LLASA_TOKENS
+
+T = LLASA_TOKENS  # Llasa's token layout
 
 DATA = Path(__file__).resolve().parent / "data"
 LLAMA3_SPLIT_PATTERN = (
@@ -105,11 +107,11 @@ def build_tokenizer():
         special_tokens=[("<|begin_of_text|>", 128000)],
     )
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in llama3_special_tokens()])
-    added = list(MARKER_TOKENS) + [f"<|s_{n}|>" for n in range(SPEECH_COUNT)]
+    added = list(T.markers) + [f"<|s_{n}|>" for n in range(T.speech_count)]
     tok.add_tokens([AddedToken(t, special=False, normalized=True) for t in added])
     # The layout is the point of this tokenizer: check it instead of trusting insertion order.
-    for text, want in [("<|begin_of_text|>", 128000), ("<|eot_id|>", 128009), *MARKER_TOKENS.items(),
-                       ("<|s_0|>", SPEECH_BASE_ID), (f"<|s_{SPEECH_COUNT - 1}|>", VOCAB_SIZE - 1)]:
+    for text, want in [("<|begin_of_text|>", 128000), ("<|eot_id|>", 128009), *T.markers.items(),
+                       ("<|s_0|>", T.speech_base_id), (f"<|s_{T.speech_count - 1}|>", T.vocab_size - 1)]:
         got = tok.token_to_id(text)
         if got != want:
             raise RuntimeError(f"tiny tokenizer layout broken: {text} has id {got}, expected {want}")
@@ -119,7 +121,7 @@ def build_tokenizer():
 def tokenizer_config(tok) -> dict:
     """tokenizer_config.json as Llasa ships it (PreTrainedTokenizerFast, Llama-3.2 chat template)."""
     decoder = {}
-    for tid in range(BASE_VOCAB, VOCAB_SIZE):
+    for tid in range(BASE_VOCAB, T.vocab_size):
         content = tok.id_to_token(tid)
         special = tid < BASE_VOCAB + 256
         decoder[str(tid)] = {"content": content, "lstrip": False, "normalized": not special, "rstrip": False,
@@ -168,7 +170,7 @@ def model_config(preset: str, **overrides) -> dict:
         "torch_dtype": "bfloat16",
         "transformers_version": "4.45.0.dev0",
         "use_cache": True,
-        "vocab_size": VOCAB_SIZE,
+        "vocab_size": T.vocab_size,
     }
 
 
@@ -234,26 +236,25 @@ def write_safetensors(path: Path, tensors: list[tuple[str, tuple[int, ...]]], dt
 
 
 def make_tiny_llasa(out: str | Path, preset: str = "tiny-h64", seed: int = 0, dtype: str = "float32",
-                    shards: int = 1, overwrite: bool = False, **overrides) -> Path:
+                    shards: int = 1, **overrides) -> Path:
     """Writes a random-weight Llasa checkpoint folder and returns its path.
 
     The folder is written under a temporary name and renamed at the end (nothing half-written is left).
 
     Args:
-        out: destination folder; must not exist or be empty (unless overwrite).
+        out: destination folder; must not exist or be empty.
         preset: "tiny-h64", "tiny-h128" (small, real head layouts), "1b" or "3b" (real shapes).
         seed: RNG seed of the weights.
         dtype: "float32" or "bfloat16" (what real Llasa checkpoints store).
         shards: number of safetensors shards (>1 also writes model.safetensors.index.json).
-        overwrite: replace `out` if it holds something.
         overrides: config fields to change (e.g. num_hidden_layers=4, tie_word_embeddings=False).
     """
-    from llasa_rt.engines.bundle_writer import staged_folder
+    from llasa_rt.bundle.writer import staged_folder
 
     if dtype not in ("float32", "bfloat16"):
         raise ValueError(f"dtype must be 'float32' or 'bfloat16', not {dtype!r}")
     cfg = model_config(preset, **overrides)
-    with staged_folder(out, overwrite, required="tokenizer_config.json") as tmp:
+    with staged_folder(out, required="tokenizer_config.json") as tmp:
         _write_checkpoint(tmp, cfg, seed, dtype, shards)
     return Path(out)
 

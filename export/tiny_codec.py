@@ -59,7 +59,9 @@ def _randomize(module: nn.Module, generator: torch.Generator) -> None:
 
 
 def make_tiny_xcodec2(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> Path:
-    """Writes a random X-Codec2 checkpoint folder (config.json + model.safetensors) and returns its path."""
+    """Writes a random X-Codec2 checkpoint folder (config.json + model.safetensors) and returns its path.
+
+    `out_dir` must not exist or be empty; the folder is staged and renamed at the end."""
     from safetensors.torch import save_file
 
     if preset not in PRESETS:
@@ -84,9 +86,6 @@ def make_tiny_xcodec2(out_dir: str | Path, preset: str = "tiny", seed: int = 0) 
     # The random encoder's features are large (std ~80 for white noise input), which would saturate the FSQ bound
     # and give a handful of codes; shrinking the projection into the FSQ space keeps the codes varied.
     tensors["generator.quantizer.project_in.weight"] *= 0.015
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
     config = {
         "architectures": ["XCodec2Model"],
         "model_type": "xcodec",
@@ -96,5 +95,9 @@ def make_tiny_xcodec2(out_dir: str | Path, preset: str = "tiny", seed: int = 0) 
         "use_vocos": True,
         "torch_dtype": "float32",
     }
-    (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return out
+    from llasa_rt.bundle.writer import staged_folder
+
+    with staged_folder(out_dir, required=CONFIG_NAME) as tmp:  # nothing half-written is left behind
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return Path(out_dir)

@@ -8,33 +8,22 @@ audio is not part of the output.
 
 from __future__ import annotations
 
-import io
-import os
-import re
 import sys
+import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from llasa_rt.bundle import Bundle, sha256_file
-from llasa_rt.engines.bundle_writer import write_manifest
+from llasa_rt.bundle import Bundle, VoiceEntry, sha256_file
+from llasa_rt.bundle.voices import VOICE_DIR, check_voice_name, prepare_store, remove_voice, store_voice
 from llasa_rt.errors import BundleError, InputError
 
 from .voice_audio import TARGET_RATE, load_prompt_audio
-from .xcodec2_checkpoint import CodecSource, resolve_source
-from .xcodec2_model import XCodec2Encoder
+from .xcodec2_checkpoint import resolve_source
 
-VOICE_DIR = "voices"
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+__all__ = ["VOICE_DIR", "add_voice", "check_voice_name", "default_codec_source", "remove_voice"]
 
 
-def check_voice_name(name: str) -> str:
-    """Voice names become file names: letters, digits, '_' and '-' only (no paths, no dots)."""
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise InputError(f"voice name {name!r} is not allowed: use 1-64 letters, digits, '_' or '-', starting with a "
-                         "letter or digit (it becomes the file name voices/<name>.npz)")
-    return name
+def _say(msg: str) -> None:
+    print(f"llasa-rt: {msg}", file=sys.stderr, flush=True)
 
 
 def default_codec_source(bundle: Bundle) -> str:
@@ -49,18 +38,12 @@ def default_codec_source(bundle: Bundle) -> str:
                      "--codec HUB_ID_OR_FOLDER")
 
 
-def _write_npz_atomic(path: Path, codes: np.ndarray, transcript: str) -> str:
-    buf = io.BytesIO()
-    np.savez(buf, codes=codes.astype(np.int32), transcript=np.array(transcript))
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
-    return sha256_file(path)
-
-
 def add_voice(bundle_dir: str | Path, name: str, wav_path: str | Path, transcript: str,
-              codec_source: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+              codec_source: str | None = None, overwrite: bool = False) -> VoiceEntry:
     """Encodes `wav_path` into a reference voice `name` of the bundle and returns its manifest entry.
+
+    Everything that can be checked cheaply (name, transcript, bundle, recording, writability, the codec
+    checkpoint) is checked before PyTorch and the encoder are loaded.
 
     Args:
         bundle_dir: the bundle folder.
@@ -75,61 +58,26 @@ def add_voice(bundle_dir: str | Path, name: str, wav_path: str | Path, transcrip
         InputError / BundleError / CheckpointError: with the problem and the fix; the bundle is left unchanged.
     """
     check_voice_name(name)
-    if not isinstance(transcript, str) or not transcript.strip():
-        raise InputError("the transcript is empty; pass exactly what is said in the recording with --text")
     bundle = Bundle.open(bundle_dir, verify="fast")
-    if name in bundle.manifest.voices and not overwrite:
-        raise InputError(f"bundle '{bundle.root}' already has a voice '{name}'; remove it first or pass --force")
+    transcript = prepare_store(bundle, name, transcript, overwrite)
     audio = load_prompt_audio(wav_path)
     source = codec_source or default_codec_source(bundle)
-    codec: CodecSource = resolve_source(source)
+    codec = resolve_source(source)
     recorded = (bundle.manifest.sources.get("codec") or {}).get("model_safetensors_sha256")
     if recorded and recorded != codec.weights_sha256:
         raise BundleError(f"the X-Codec2 checkpoint '{source}' is not the one bundle '{bundle.root}' was exported "
                           "with (model.safetensors hash differs); its codes would not fit the bundle's decoder")
-    print(f"llasa-rt: encoding {audio.seconds:.1f} s of '{Path(wav_path).name}' with the X-Codec2 encoder",
-          file=sys.stderr)
-    codes = XCodec2Encoder.from_folder(codec.folder).encode(audio.wav)
-    voices_dir = bundle.root / VOICE_DIR
-    voices_dir.mkdir(exist_ok=True)
-    rel = f"{VOICE_DIR}/{name}.npz"
-    target = bundle.root / rel
-    previous = target.read_bytes() if target.exists() else None
-    entry = {
-        "file": rel,
-        "sha256": "",
-        "transcript": transcript.strip(),
-        "num_codes": int(codes.shape[0]),
-        "seconds": round(audio.seconds, 3),
-        "source_sha256": sha256_file(Path(wav_path)),
-        "sample_rate_in": audio.sample_rate_in,
-        "resampled": audio.resampled,
-        "truncated": audio.truncated,
-    }
-    try:
-        entry["sha256"] = _write_npz_atomic(target, codes, entry["transcript"])
-        bundle.manifest.voices[name] = entry
-        write_manifest(bundle.root, bundle.manifest)
-    except BaseException:
-        # Keep the bundle consistent: restore the old file (or remove the new one) if the manifest was not written.
-        if previous is not None:
-            target.write_bytes(previous)
-        else:
-            target.unlink(missing_ok=True)
-        raise
-    print(f"llasa-rt: voice '{name}': {entry['num_codes']} codes ({TARGET_RATE // 320} per second) -> {rel}",
-          file=sys.stderr)
+    t0 = time.perf_counter()
+    _say("loading PyTorch and the X-Codec2 encoder (this takes a while the first time)")
+    from .xcodec2_model import XCodec2Encoder  # torch: only once everything else is known to be fine
+
+    encoder = XCodec2Encoder.from_folder(codec.folder)
+    _say(f"encoding {audio.seconds:.1f} s of '{Path(wav_path).name}' (encoder loaded in "
+         f"{time.perf_counter() - t0:.1f} s)")
+    codes = encoder.encode(audio.wav)
+    entry = VoiceEntry(file="", sha256="", transcript=transcript, num_codes=int(codes.shape[0]),
+                       seconds=round(audio.seconds, 3), source_sha256=sha256_file(Path(wav_path)),
+                       sample_rate_in=audio.sample_rate_in, resampled=audio.resampled, truncated=audio.truncated)
+    store_voice(bundle, name, codes, entry)
+    _say(f"voice '{name}': {entry.num_codes} codes ({TARGET_RATE // 320} per second) -> {entry.file}")
     return entry
-
-
-def remove_voice(bundle_dir: str | Path, name: str) -> None:
-    """Removes voice `name` from the manifest (atomically) and deletes its file."""
-    check_voice_name(name)
-    bundle = Bundle.open(bundle_dir, verify="fast")
-    entry = bundle.manifest.voices.pop(name, None)
-    if entry is None:
-        have = ", ".join(sorted(bundle.manifest.voices)) or "none"
-        raise InputError(f"bundle '{bundle.root}' has no voice '{name}' (voices: {have})")
-    write_manifest(bundle.root, bundle.manifest)
-    (bundle.root / entry["file"]).unlink(missing_ok=True)
-

@@ -1,16 +1,16 @@
 """Test helpers for the LM graph: the speech-rows mask for transformers, and the plain ORT driver (from the
-package: llasa_rt.calibration.drift.GrowingPastLm)."""
+package: llasa_rt.backends.ort.GrowingPastLm)."""
 
 from __future__ import annotations
 
-from llasa_rt.bundle import head_token_ids
-from llasa_rt.calibration.drift import GrowingPastLm
+from llasa_rt.backends.ort import GrowingPastLm
+from llasa_rt.layout import LLASA_TOKENS
 
-HEAD_IDS = head_token_ids()  # vocabulary id of each row of the exported head
+HEAD_IDS = LLASA_TOKENS.head_token_ids()  # vocabulary id of each row of the exported head
 
 
 class SpeechRowsOnly:
-    """transformers LogitsProcessor: only the 65,537 rows Llasa can emit (what our graph's head keeps)."""
+    """transformers LogitsProcessor: only the rows Llasa can emit (what our graph's head keeps)."""
 
     def __init__(self, vocab: int) -> None:
         import torch
@@ -22,4 +22,4 @@ class SpeechRowsOnly:
         return scores + self.mask
 
 
-__all__ = ["HEAD_IDS", "GrowingPastLm", "SpeechRowsOnly"]
+__all__ = ["HEAD_IDS", "LLASA_TOKENS", "GrowingPastLm", "SpeechRowsOnly"]

@@ -26,9 +26,9 @@ def test_greedy_codes_equal_transformers_generate(engine, hf_model):
     prompt = torch.as_tensor([gen.prompt_ids])
     with torch.no_grad():
         ref = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=50,
-                             min_new_tokens=50, eos_token_id=128261, pad_token_id=128261,
+                             min_new_tokens=50, eos_token_id=engine.tokens.end_id, pad_token_id=engine.tokens.end_id,
                              logits_processor=LogitsProcessorList([SpeechRowsOnly(model.config.vocab_size)]))
-    ref_codes = (ref[0, prompt.shape[1]:] - 128264).tolist()
+    ref_codes = engine.tokens.token_to_code(ref[0, prompt.shape[1]:].numpy()).tolist()
     assert len(gen.codes) == 50 and len(set(ref_codes)) > 5
     assert gen.codes.tolist() == ref_codes
 
@@ -48,10 +48,11 @@ def test_fork_continues_like_a_fresh_prefill(engine):
     assert forked, "the callback never ran at step 12"
     parent, child = gen.candidates
     prefix = parent.codes[:12]
-    fresh_prompt = np.array(gen.prompt_ids + (prefix + 128264).tolist(), np.int64)
+    fresh_prompt = np.array(gen.prompt_ids + engine.tokens.code_to_token(prefix).tolist(), np.int64)
     with engine._lock:
-        generator = engine._ensure_slots(1)
-        opts, _ = engine._options({"temperature": 0.0, "max_new_tokens": 28, "min_new_tokens": 28}, 0)
+        generator = engine.lm.generator(1)
+        opts, _ = engine.sampling_options(
+            llasa_rt.GenerationOptions(temperature=0.0, max_new_tokens=28, min_new_tokens=28, seed=0), 1000)
         fresh = generator.generate(fresh_prompt, options=opts, num_candidates=1).candidates[0].tokens
     assert child.codes[:12].tolist() == prefix.tolist()  # a fork inherits its parent's codes
     assert child.codes[12:].tolist() == fresh.tolist()
@@ -94,7 +95,7 @@ def test_memory_stays_flat_over_1000_steps(engine):
     engine.generate_codes("Memory must stay flat.", max_new_tokens=1000, min_new_tokens=1000, seed=5,
                           callback=on_step, callback_every=100)
     m = engine.model
-    kv_growth = 900 * m["num_layers"] * 2 * m["num_kv_heads"] * m["head_dim"] * 4  # pages touched by 900 positions
+    kv_growth = 900 * m.num_layers * 2 * m.num_kv_heads * m.head_dim * 4  # pages touched by 900 positions
     growth = seen[1000] - seen[100]
     print(f"RSS growth from step 100 to 1000: {growth / 2**20:.2f} MiB (new KV positions: {kv_growth / 2**20:.2f} MiB)")
     assert growth <= kv_growth + 4 * 2**20
@@ -105,7 +106,7 @@ def test_speak_returns_audio_of_the_codes(engine):
     assert audio.sample_rate == 16000 and audio.samples.dtype == np.float32
     assert len(audio.samples) == 320 * len(audio.codes) == 320 * 30
     np.testing.assert_allclose(audio.samples, engine.codec.decode(audio.codes), atol=1e-6)
-    assert audio.timings["rtf"] > 0 and audio.timings["seed"] == 3
+    assert audio.timings["rtf"] > 0 and audio.seed == 3
 
 
 def test_stream_has_the_same_length_and_can_be_stopped(engine):

@@ -25,11 +25,11 @@ def test_export_writes_a_complete_bundle(tiny_bundle):
     m = bundle.manifest
     assert set(m.graphs) == {"lm"}
     assert {"lm.onnx", "lm.onnx.data", "tokenizer.json"} <= set(m.all_files())
-    assert m.model["num_layers"] == 2 and m.model["head_dim"] == 64 and m.model["num_kv_heads"] == 8
-    assert m.tokens["speech_base_id"] == 128264 and m.tokens["end_id"] == 128261
-    assert m.tokens["head_rows"] == [{"row": 0, "token": 128264, "count": 65536},
+    assert m.model.num_layers == 2 and m.model.head_dim == 64 and m.model.num_kv_heads == 8
+    assert m.tokens.speech_base_id == 128264 and m.tokens.end_id == 128261  # Llasa's published ids
+    assert m.tokens.head_rows_json() == [{"row": 0, "token": 128264, "count": 65536},
                                      {"row": 65536, "token": 128261, "count": 1}]
-    assert m.generation["temperature"] == 0.8 and m.generation["top_p"] == 1.0
+    assert m.generation.temperature == 0.8 and m.generation.top_p == 1.0
     assert m.sources["lm"]["files"]["config.json"]
 
 
@@ -82,16 +82,24 @@ def _no_partials(folder) -> bool:
     return not any(".partial-" in p.name for p in folder.iterdir())
 
 
-def test_refuses_non_empty_output_unless_overwrite(tiny_checkpoint, tmp_path, capsys):
+def test_refuses_non_empty_output_and_overwrites_only_bundles(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     code, _, err = run_cli(["export", "--model", tiny_checkpoint("h64"), "--out", out], capsys)
     assert code == 2 and "is not empty; pass --overwrite" in err
     assert (out / "keep.txt").read_text() == "mine"
+    # --overwrite never deletes a folder of the user's files: only a bundle (or an empty folder) is replaced.
+    code, _, err = run_cli(["export", "--model", tiny_checkpoint("h64"), "--out", out, "--overwrite", "--no-verify"],
+                           capsys)
+    assert code == 2 and "not a llasa-rt bundle" in err and (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    code, _, _ = run_cli(["export", "--model", tiny_checkpoint("h64"), "--out", out, "--no-verify"], capsys)
+    assert code == 0 and (out / "manifest.json").is_file()
+    (out / "extra.txt").write_text("x")  # a bundle with one more file is still a bundle
     code, _, _ = run_cli(["export", "--model", tiny_checkpoint("h64"), "--out", out, "--overwrite", "--no-verify"],
                          capsys)
-    assert code == 0 and not (out / "keep.txt").exists() and (out / "manifest.json").is_file()
+    assert code == 0 and not (out / "extra.txt").exists() and (out / "manifest.json").is_file()
     assert _no_partials(tmp_path)
 
 

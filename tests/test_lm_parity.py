@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from llasa_rt.bundle import SPEECH_END_ID
-
-from lm_helpers import HEAD_IDS, GrowingPastLm, SpeechRowsOnly
+from lm_helpers import HEAD_IDS, LLASA_TOKENS, GrowingPastLm, SpeechRowsOnly
 
 PROMPT_LEN = 23
 DECODE_STEPS = 30
@@ -23,7 +21,7 @@ def _prompt(seed: int = 3) -> np.ndarray:
 
 @pytest.mark.parametrize("name", ["h64", "h128"])
 def test_fp32_logits_match_transformers_over_prefill_and_decode(name, tiny_bundle, hf_model):
-    lm = GrowingPastLm(tiny_bundle(name, "fp32"))
+    lm = GrowingPastLm.from_bundle(tiny_bundle(name, "fp32"))
     model = hf_model(name)
     rows = torch.as_tensor(HEAD_IDS)
     ids = _prompt()
@@ -34,10 +32,10 @@ def test_fp32_logits_match_transformers_over_prefill_and_decode(name, tiny_bundl
             out = model(input_ids=torch.as_tensor(ids), past_key_values=past, use_cache=True)
             past = out.past_key_values
             ref = out.logits[:, -1, :][:, rows].numpy()
-            assert ours.shape == (1, 65537)
+            assert ours.shape == (1, LLASA_TOKENS.head_rows)
             worst = max(worst, float(np.abs(ours - ref).max()))
             # Continue both with a sampled (not argmax) row so the 30 steps visit varied tokens.
-            row = int(np.random.default_rng(step).integers(0, 65537))
+            row = int(np.random.default_rng(step).integers(0, LLASA_TOKENS.head_rows))
             ids = np.array([[HEAD_IDS[row]]], np.int64)
     print(f"{name}: max |logit diff| over prefill + {DECODE_STEPS} decode steps = {worst:.3g}")
     assert worst <= 1e-4
@@ -52,15 +50,15 @@ def test_fp32_greedy_tokens_match_transformers_generate(name, tiny_bundle, hf_mo
     with torch.no_grad():
         ref = model.generate(torch.as_tensor(prompt), attention_mask=torch.ones_like(torch.as_tensor(prompt)),
                              do_sample=False, max_new_tokens=GREEDY_TOKENS, min_new_tokens=GREEDY_TOKENS,
-                             eos_token_id=SPEECH_END_ID, pad_token_id=SPEECH_END_ID,
+                             eos_token_id=LLASA_TOKENS.end_id, pad_token_id=LLASA_TOKENS.end_id,
                              logits_processor=LogitsProcessorList([SpeechRowsOnly(model.config.vocab_size)]))
     ref_tokens = ref[0, prompt.shape[1]:].tolist()
 
-    lm = GrowingPastLm(tiny_bundle(name, "fp32"))
+    lm = GrowingPastLm.from_bundle(tiny_bundle(name, "fp32"))
     ours, ids = [], prompt
     for _ in range(GREEDY_TOKENS):
         logits = lm.step(ids)
-        logits[0, 65536] = -np.inf  # END masked, as min_new_tokens does above
+        logits[0, LLASA_TOKENS.end_row] = -np.inf  # END masked, as min_new_tokens does above
         tok = int(HEAD_IDS[int(np.argmax(logits[0]))])
         ours.append(tok)
         ids = np.array([[tok]], np.int64)
@@ -70,7 +68,7 @@ def test_fp32_greedy_tokens_match_transformers_generate(name, tiny_bundle, hf_mo
 
 def test_batched_rows_equal_single_rows(tiny_bundle):
     """Batch rows are independent: two different prompts in one batch give each prompt's own logits."""
-    lm = GrowingPastLm(tiny_bundle("h64", "fp32"))
+    lm = GrowingPastLm.from_bundle(tiny_bundle("h64", "fp32"))
     a, b = _prompt(1), _prompt(2)
     singles = []
     for p in (a, b):

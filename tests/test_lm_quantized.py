@@ -15,7 +15,7 @@ from llasa_rt.export.checkpoint import check_llasa, resolve
 from llasa_rt.export.lm_graph import LlamaGraphBuilder, LmExportOptions
 from llasa_rt.export.quantize import dequantize, quantize_blockwise
 
-from lm_helpers import HEAD_IDS, GrowingPastLm
+from lm_helpers import HEAD_IDS, LLASA_TOKENS, GrowingPastLm
 
 
 def _greedy(lm: GrowingPastLm, prompt: np.ndarray, n: int) -> tuple[list[int], list[np.ndarray]]:
@@ -24,7 +24,7 @@ def _greedy(lm: GrowingPastLm, prompt: np.ndarray, n: int) -> tuple[list[int], l
     for _ in range(n):
         logits = lm.step(ids)
         logits_seen.append(logits)
-        row = int(np.argmax(logits[0, :65536]))
+        row = int(np.argmax(logits[0, :LLASA_TOKENS.speech_count]))
         toks.append(row)
         ids = np.array([[HEAD_IDS[row]]], np.int64)
     return toks, logits_seen
@@ -35,9 +35,9 @@ PROMPT = np.array([[128000, 128006, 882, 128007, 271, 5, 77, 300, 128258, 44, 12
 
 @pytest.mark.parametrize("precision", ["fp16", "int8", "int4"])
 def test_quantized_graph_runs_and_report_drift(precision, tiny_bundle):
-    ref_toks, ref_logits = _greedy(GrowingPastLm(tiny_bundle("h128", "fp32")), PROMPT, 30)
+    ref_toks, ref_logits = _greedy(GrowingPastLm.from_bundle(tiny_bundle("h128", "fp32")), PROMPT, 30)
     bundle = tiny_bundle("h128", precision)
-    toks, logits = _greedy(GrowingPastLm(bundle), PROMPT, 30)
+    toks, logits = _greedy(GrowingPastLm.from_bundle(bundle), PROMPT, 30)
     agree = sum(a == b for a, b in zip(toks, ref_toks, strict=True))
     first = float(np.abs(logits[0] - ref_logits[0]).max())
     print(f"{precision}: greedy agreement with fp32 {agree}/30 (random weights: not a quality measure); "
@@ -82,11 +82,8 @@ def test_quantized_graph_equals_model_with_dequantized_weights(name, precision, 
     dequantised weights: this checks the packing, the fused layouts and the quantised head/embeddings."""
     opts = LmExportOptions(precision=precision, accuracy_level=0, head_bits=head_bits)
     ckpt = check_llasa(resolve(str(tiny_checkpoint(name)), []))
-    LlamaGraphBuilder(ckpt, opts).build(tmp_path / "lm.onnx")
-    (tmp_path / "manifest.json").write_text(json.dumps({"model": {
-        "num_layers": ckpt.config["num_hidden_layers"], "num_kv_heads": ckpt.config["num_key_value_heads"],
-        "head_dim": ckpt.head_dim, "kv_dtype": "float32"}}))
-    lm = GrowingPastLm(tmp_path)
+    facts = LlamaGraphBuilder(ckpt, opts).build(tmp_path / "lm.onnx")
+    lm = GrowingPastLm(tmp_path / "lm.onnx", facts)
     bits = 4 if precision == "int4" else 8
     embed_block = next(b for b in (128, 64, 32, 16) if ckpt.config["hidden_size"] % b == 0 and b <= opts.block_size)
     ref = _dequantized_reference(hf_model(name), bits, head_bits, opts.embed_bits, opts.block_size, embed_block)
@@ -98,14 +95,14 @@ def test_quantized_graph_equals_model_with_dequantized_weights(name, precision, 
             out = ref(input_ids=torch.as_tensor(ids), past_key_values=past, use_cache=True)
             past = out.past_key_values
             worst = max(worst, float(np.abs(ours - out.logits[:, -1, :][:, rows].numpy()).max()))
-            ids = np.array([[HEAD_IDS[(step * 7919) % 65537]]], np.int64)
+            ids = np.array([[HEAD_IDS[(step * 7919) % LLASA_TOKENS.head_rows]]], np.int64)
     print(f"{name} {precision}: graph vs dequantised transformers, max |logit diff| {worst:.3g}")
     assert worst <= 1e-4
 
 
 def test_drift_orders_precisions_and_is_zero_for_the_same_graph(tiny_bundle, capsys):
-    from llasa_rt.calibration.drift import measure_drift
     from llasa_rt.cli import main
+    from llasa_rt.evaluation.drift import measure_drift
 
     texts = ["Hello there.", "A second, slightly longer test sentence."]
     ref = tiny_bundle("h128", "fp32")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
+from llasa_rt.bundle import Bundle
 from llasa_rt.errors import InputError
 from llasa_rt.prompt import PromptBuilder
 
@@ -24,10 +23,9 @@ def setup(tiny_bundle, tiny_checkpoint):
     from transformers import AutoTokenizer
 
     bundle = tiny_bundle("h64", "fp32")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    builder = PromptBuilder(bundle / "tokenizer.json", manifest["prompt"])
+    builder = PromptBuilder.from_bundle(Bundle.open(bundle))
     hf = AutoTokenizer.from_pretrained(str(tiny_checkpoint("h64")))
-    return builder, hf, manifest["prompt"]["date"]
+    return builder, hf, builder.date
 
 
 def _hf_ids(hf, text: str, codes: list[int], date: str) -> list[int]:

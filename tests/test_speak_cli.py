@@ -47,8 +47,8 @@ def test_output_raw_streams_pcm16(full_bundle):
     (["", "-o", "{out}"], "text is empty"),
     (["word " * 3000, "--no-split", "-o", "{out}"], "too many for the model's 2048-token context"),
     (["hi", "--voice", "ghost", "-o", "{out}"], "has no voice 'ghost'"),
-    (["hi", "--top-p", "2", "-o", "{out}"], "top_p=2 is invalid"),
-    (["hi", "--temperature", "-1", "-o", "{out}"], "temperature=-1 is invalid"),
+    (["hi", "--top-p", "2", "-o", "{out}"], "top_p must be a number in (0, 1]"),
+    (["hi", "--temperature", "-1", "-o", "{out}"], "temperature must be a number in [0, 100]"),
     (["hi", "--candidates", "0", "-o", "{out}"], "num_candidates must be"),
     (["hi", "--max-new-tokens", "99999", "-o", "{out}"], "does not fit"),
     (["hi", "-o", "{dir}/x.mp3"], "use a .wav, .flac or .ogg"),
@@ -92,11 +92,11 @@ def voiced_bundle(full_bundle, tiny_codec, tmp_path_factory):
 
 def test_voice_cloning_prompt_and_output(voiced_bundle):
     engine = llasa_rt.Engine(voiced_bundle)
-    from llasa_rt.voice_file import read_voice
+    from llasa_rt.bundle.voices import read_voice
 
     codes, transcript = read_voice(engine.bundle, "ref")
     gen = engine.generate_codes("Now in the reference voice.", voice="ref", max_new_tokens=25, seed=2)
-    assert gen.prompt_ids[-len(codes):] == (codes.astype(np.int64) + 128264).tolist()
+    assert gen.prompt_ids[-len(codes):] == engine.tokens.code_to_token(codes).tolist()
     assert gen.prompt_ids == engine.prompt.build("Now in the reference voice.", voice_transcript=transcript,
                                                  voice_codes=codes)
     audio = engine.speak("Now in the reference voice.", voice="ref", max_new_tokens=25, seed=2)

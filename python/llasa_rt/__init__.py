@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import BundleError, CheckpointError, InputError, LlasaError
+from .options import GenerationOptions
 
 if TYPE_CHECKING:
     from .audio import Audio
     from .engine import Engine, Generation
 
-__all__ = ["Audio", "BundleError", "CheckpointError", "Engine", "Generation", "InputError", "LlasaError",
-           "__version__"]
+__all__ = ["Audio", "BundleError", "CheckpointError", "Engine", "Generation", "GenerationOptions", "InputError",
+           "LlasaError", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -30,15 +30,28 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path
     if fmt is None:
         raise InputError(f"cannot write '{path}': unknown audio suffix {path.suffix!r}; use one of "
                          f"{', '.join(FORMATS)} (or --output-raw for 16-bit PCM on stdout)")
-    if path.parent and not path.parent.is_dir():
-        raise InputError(f"cannot write '{path}': folder '{path.parent}' does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"cannot write '{path}': folder '{parent}' does not exist")
+    if path.is_dir():
+        raise InputError(f"cannot write '{path}': it is a folder; give a file name such as '{path / 'speech.wav'}'")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=parent)
+    except OSError as e:
+        raise InputError(f"cannot write '{path}': {e.strerror} in folder '{parent}'; choose a writable "
+                         "folder") from None
     os.close(fd)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it the mode any new file gets
         sf.write(tmp, np.asarray(samples, dtype=np.float32), sample_rate, format=fmt[0], subtype=fmt[1])
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, InputError):
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[-1]
+            raise InputError(f"cannot write '{path}': {reason} (is the disk full?); nothing was written") from None
         raise
     return path
 
@@ -53,6 +66,7 @@ class Audio:
         codes: the X-Codec2 codes that were decoded (int32, 50 per second), without the voice prompt's.
         timings: seconds spent per stage ("prompt", "prefill", "decode", "codec", "total") and counts.
         text: the text that was spoken.
+        seed: the sampling seed that reproduces it (pass it back with the same options and text).
     """
 
     samples: np.ndarray
@@ -60,6 +74,7 @@ class Audio:
     codes: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
     text: str = ""
+    seed: int | None = None
 
     @property
     def duration(self) -> float:

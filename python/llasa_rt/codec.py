@@ -17,28 +17,25 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle
+from .bundle import CODEC_GRAPH, Bundle
 from .errors import BundleError, InputError
 
-CODEC_GRAPH = "codec_decoder"
-CODEBOOK_SIZE = 65536
 
-
-def check_codes(codes: Any) -> np.ndarray:
+def check_codes(codes: Any, codebook_size: int) -> np.ndarray:
     """Returns `codes` as an int32 array after checking dtype, emptiness and range (InputError otherwise)."""
     arr = np.asarray(codes)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(f"codec codes must be integers (X-Codec2 indices 0..{CODEBOOK_SIZE - 1}), got dtype "
-                         f"{arr.dtype}; pass speech token ids minus 128264 as an int array")
+        raise InputError(f"codec codes must be integers (X-Codec2 indices 0..{codebook_size - 1}), got dtype "
+                         f"{arr.dtype}; pass speech token ids minus the speech base id as an int array")
     if arr.ndim not in (1, 2, 3) or (arr.ndim == 3 and arr.shape[1] != 1):
         raise InputError(f"codec codes must have shape [T], [B, T] or [B, 1, T], got {list(arr.shape)}")
     if arr.size == 0:
         raise InputError(f"codec codes are empty (shape {list(arr.shape)}); there is nothing to decode")
     lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi >= CODEBOOK_SIZE:
+    if lo < 0 or hi >= codebook_size:
         bad = lo if lo < 0 else hi
-        raise InputError(f"codec code {bad} is out of range 0..{CODEBOOK_SIZE - 1}; codes are speech token ids minus "
-                         "128264 (did you pass raw token ids?)")
+        raise InputError(f"codec code {bad} is out of range 0..{codebook_size - 1}; codes are speech token ids minus "
+                         "the speech base id (did you pass raw token ids?)")
     return arr.astype(np.int32, copy=False)
 
 
@@ -48,13 +45,12 @@ class CodecDecoder:
     Args:
         bundle: an opened Bundle or the path of a bundle folder.
         num_threads: ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
-        session_options: ONNX Runtime SessionOptions to use instead of building them (num_threads is then ignored).
         providers: ONNX Runtime execution providers (default: CPU).
     """
 
-    def __init__(self, bundle: Bundle | str | Path, *, num_threads: int = 0, session_options: Any = None,
+    def __init__(self, bundle: Bundle | str | Path, *, num_threads: int = 0,
                  providers: list[str] | None = None) -> None:
-        import onnxruntime as ort
+        from .backends.ort import create_session
 
         if not isinstance(bundle, Bundle):
             bundle = Bundle.open(bundle, verify="fast")
@@ -65,19 +61,18 @@ class CodecDecoder:
         details = entry.details
         self.sample_rate = int(details.get("sample_rate", 16000))
         self.hop_length = int(details.get("hop_length", 320))
+        self.codebook_size = int(details.get("codebook_size", 0))
+        if self.codebook_size < 1:
+            raise BundleError(f"bundle '{bundle.root}': graphs.codec_decoder.details.codebook_size is missing; "
+                              "re-export the bundle")
         self.precision = entry.precision
-        if session_options is None:
-            session_options = ort.SessionOptions()
-            if num_threads:
-                session_options.intra_op_num_threads = int(num_threads)
-        self._session = ort.InferenceSession(str(bundle.path(entry.path_name)), session_options,
-                                             providers=providers or ["CPUExecutionProvider"])
+        self._session = create_session(bundle.path(entry.path_name), num_threads or None, providers, bundle.root)
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
 
     def decode(self, codes: Any) -> np.ndarray:
         """Decodes codes [T], [B, T] or [B, 1, T] to float32 audio [T*hop], [B, T*hop] or [B, 1, T*hop]."""
-        arr = check_codes(codes)
+        arr = check_codes(codes, self.codebook_size)
         batched = arr.reshape(-1, 1, arr.shape[-1]) if arr.ndim < 3 else arr
         audio = self._session.run([self._output], {self._input: np.ascontiguousarray(batched)})[0]
         audio = audio.astype(np.float32, copy=False)
@@ -148,7 +143,7 @@ class StreamingDecoder:
         if arr.size:
             if arr.ndim != 1:
                 raise InputError(f"prime() takes a 1-D array of codes, got shape {list(arr.shape)}")
-            self._codes = check_codes(arr).copy()
+            self._codes = check_codes(arr, self.decoder.codebook_size).copy()
             self._next = len(self._codes)
 
     def push(self, codes: Any) -> list[np.ndarray]:
@@ -160,7 +155,7 @@ class StreamingDecoder:
             return []
         if arr.ndim != 1:
             raise InputError(f"push() takes one code or a 1-D array of codes, got shape {list(arr.shape)}")
-        self._codes = np.concatenate([self._codes, check_codes(arr)])
+        self._codes = np.concatenate([self._codes, check_codes(arr, self.decoder.codebook_size)])
         out = []
         while self._next + self._chunk() + self.config.lookahead_frames <= len(self._codes):
             out.append(self._emit(self._next + self._chunk(), final=False))
@@ -214,7 +209,7 @@ class StreamingDecoder:
         Returns:
             The concatenated audio of the chunks that were produced (all of it unless the callback stopped early).
         """
-        arr = check_codes(codes)
+        arr = check_codes(codes, self.decoder.codebook_size)
         if arr.ndim != 1:
             raise InputError(f"streamed decoding takes 1-D codes [T], got shape {list(arr.shape)}")
         self.reset()

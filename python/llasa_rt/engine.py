@@ -1,14 +1,15 @@
-"""`Engine`: the Python API over a bundle, the C++ decode loop and the X-Codec2 decoder.
+"""`Engine`: orchestration of one bundle's text-to-speech: prompt budget, pieces of long text, voices, streaming.
 
     import llasa_rt
     engine = llasa_rt.Engine("llasa-1b-int4")
     engine.speak("Hello there.").save("hello.wav")
+    engine.speak("Again, reproducibly.", llasa_rt.GenerationOptions(seed=7, temperature=0.7))
     for chunk in engine.speak_stream("A longer text, spoken while it is generated."):
         player.write(chunk)
 
-One Engine holds one ONNX Runtime session per graph and a KV cache sized for the largest number of
-candidates asked so far; calls are serialised (an Engine is safe to share between threads, but runs
-one generation at a time). Nothing here imports torch.
+What runs the graphs lives elsewhere: `llasa_rt.backends` picks the LM and codec backends from the manifest
+and owns sessions and the KV cache; the C++ core (`llasa_rt._core.Generator`) runs the decode loop. Calls are
+serialised (an Engine is safe to share between threads, but runs one generation at a time). No torch here.
 """
 
 from __future__ import annotations
@@ -26,17 +27,18 @@ import numpy as np
 
 from . import _core
 from .audio import Audio
-from .bundle import SPEECH_BASE_ID, SPEECH_COUNT, SPEECH_END_ID, Bundle
+from .backends import RuntimeOptions, create_codec, create_lm
+from .bundle import CODEC_GRAPH, Bundle
+from .bundle.voices import read_voice
 from .codec import CodecDecoder, StreamingConfig
 from .errors import BundleError, InputError
-from .ort_backend import OrtLmBackend
+from .options import MAX_CANDIDATES, GenerationOptions, as_float, as_int
 from .prompt import PromptBuilder
-from .text import split_text
-from .voice_file import read_voice
+from .text import MIN_CHARS, split_text
 
 MAX_VOICE_CODES = 750  # reference codes (15 s) a piece may carry as its voice prompt
-MAX_CANDIDATES = 64  # upper bound on num_candidates (KV memory grows linearly with it)
-_OPTION_NAMES = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "min_new_tokens", "max_new_tokens")
+MAX_TEXT_CHARS = 1_000_000  # longest text speak() takes (about 20 hours of speech)
+MAX_PAUSE_S = 10.0  # longest silence between pieces
 
 
 @dataclass
@@ -81,6 +83,20 @@ class _PieceVoices:
             self.first = _Voice(transcript=piece, codes=codes)
 
 
+def _seeded(options: GenerationOptions) -> GenerationOptions:
+    """Options with a seed: a fresh random one when none was given, so that every piece of a text (seed + i)
+    and the reported seed reproduce the whole result."""
+    if options.seed is not None:
+        return options
+    return GenerationOptions.build(options, seed=int.from_bytes(os.urandom(8), "little"))
+
+
+def _check_text_options(split: Any, max_chars: Any, pause: Any) -> tuple[bool, int, float]:
+    if not isinstance(split, bool):
+        raise InputError(f"split must be True or False, not {split!r}")
+    return split, as_int(max_chars, "max_chars", MIN_CHARS, MAX_TEXT_CHARS), as_float(pause, "pause", 0.0, MAX_PAUSE_S)
+
+
 class Engine:
     """Llasa text-to-speech from an engine bundle.
 
@@ -95,64 +111,17 @@ class Engine:
 
     def __init__(self, bundle: str | Path, threads: int | None = None, providers: list[str] | None = None, *,
                  verify: str = "full", sampler_threads: int = 1) -> None:
-        import onnxruntime as ort
-
+        self.runtime = RuntimeOptions(threads=threads, providers=providers, sampler_threads=sampler_threads)
         self.bundle = Bundle.open(bundle, verify=verify)
         m = self.bundle.manifest
-        lm = self.bundle.graph("lm")
-        if lm.backend != "onnxruntime":
-            raise BundleError(f"bundle '{self.bundle.root}': its LM is built for {lm.backend!r}; this Engine runs "
-                              "ONNX Runtime graphs. Export an ONNX Runtime bundle with `llasa-rt export`.")
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise InputError(f"threads must be a positive integer or None, not {threads!r}")
-        if sampler_threads < 1:
-            raise InputError(f"sampler_threads must be >= 1, not {sampler_threads}")
-        available = ort.get_available_providers()
-        providers = list(providers or ["CPUExecutionProvider"])
-        unknown = [p for p in providers if p not in available]
-        if unknown:
-            raise InputError(f"ONNX Runtime provider(s) {', '.join(unknown)} are not available in this onnxruntime; "
-                             f"available: {', '.join(available)}")
-        self.threads, self.providers = threads, providers
-        self.model = dict(m.model)
-        self.max_context = int(self.model["max_context"])
-        self.defaults = {k: m.generation[k] for k in _OPTION_NAMES if k in m.generation}
-        self.sample_rate = int(m.audio.get("sample_rate", 16000))
-        self.prompt = PromptBuilder(self.bundle.path("tokenizer.json"), m.prompt)
-        self._session = ort.InferenceSession(str(self.bundle.path(lm.path_name)), self._session_options(),
-                                             providers=providers)
-        self.codec = (CodecDecoder(self.bundle, session_options=self._session_options(), providers=providers)
-                      if "codec_decoder" in m.graphs else None)
-        self._gen_config = _core.GeneratorConfig(speech_token_base=SPEECH_BASE_ID, num_speech_tokens=SPEECH_COUNT,
-                                                 end_token_id=SPEECH_END_ID, sampler_threads=sampler_threads)
-        self._slots = 0
-        self._generator: Any = None
-        self._backend: OrtLmBackend | None = None
+        self.model, self.tokens, _ = m.lm_parts()
+        self.max_context = self.model.max_context
+        self.defaults = m.generation
+        self.sample_rate = m.audio.sample_rate
+        self.prompt = PromptBuilder.from_bundle(self.bundle)
+        self.lm = create_lm(self.bundle, self.runtime)
+        self.codec: CodecDecoder | None = create_codec(self.bundle, self.runtime) if CODEC_GRAPH in m.graphs else None
         self._lock = threading.Lock()
-
-    # ---- set-up -----------------------------------------------------------------------------------
-    def _session_options(self) -> Any:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        if self.threads:
-            so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        return so
-
-    def _ensure_slots(self, slots: int) -> Any:
-        """The Generator over a KV cache with at least `slots` slots (allocated once, grown on demand)."""
-        if slots > self._slots:
-            m = self.model
-            cache = _core.KvCache(_core.KvCacheConfig(
-                num_layers=m["num_layers"], num_kv_heads=m["num_kv_heads"], head_dim=m["head_dim"], slots=slots,
-                max_seq_len=self.max_context, dtype=m.get("kv_dtype", "float32")))
-            buffers = _core.StepBuffers(cache, rows=SPEECH_COUNT + 1)
-            self._backend = OrtLmBackend(self._session, cache, buffers, m)
-            self._generator = _core.Generator(self._backend, self._gen_config)
-            self._slots = slots
-        return self._generator
 
     @property
     def voices(self) -> list[str]:
@@ -167,56 +136,47 @@ class Engine:
         codes, transcript = read_voice(self.bundle, voice)
         return _Voice(transcript=transcript, codes=codes)
 
-    def _options(self, overrides: dict[str, Any], seed: int | None) -> tuple[Any, int]:
-        values = dict(self.defaults)
-        for k, v in overrides.items():
-            if v is not None:
-                values[k] = v
-        if seed is None:
-            seed = int.from_bytes(os.urandom(4), "little")
-        if not isinstance(seed, int) or seed < 0:
-            raise InputError(f"seed must be a non-negative integer, not {seed!r}")
-        try:
-            opts = _core.SamplingOptions(temperature=float(values.get("temperature", 1.0)),
-                                         top_k=int(values.get("top_k", 0)), top_p=float(values.get("top_p", 1.0)),
-                                         min_p=float(values.get("min_p", 0.0)),
-                                         repetition_penalty=float(values.get("repetition_penalty", 1.0)),
-                                         min_new_tokens=int(values.get("min_new_tokens", 0)),
-                                         max_new_tokens=int(values.get("max_new_tokens") or 0), seed=seed)
-        except (TypeError, ValueError) as e:
-            raise InputError(str(e)) from e
-        return opts, seed
+    def sampling_options(self, options: GenerationOptions, room: int) -> tuple[Any, int]:
+        """The C++ core's SamplingOptions for `options` (bundle defaults filled in, max_new_tokens within `room`)
+        and the seed used (a fresh random one when options.seed is None)."""
+        o = options.with_defaults(self.defaults)
+        if o.max_new_tokens is not None and o.max_new_tokens > room and options.max_new_tokens is not None:
+            raise InputError(f"max_new_tokens={o.max_new_tokens} does not fit: the prompt leaves {room} of the "
+                             f"{self.max_context}-token context")
+        max_new = min(o.max_new_tokens or room, room)
+        seed = o.seed if o.seed is not None else int.from_bytes(os.urandom(8), "little")
+        core = _core.SamplingOptions(
+            temperature=1.0 if o.temperature is None else o.temperature, top_k=o.top_k or 0,
+            top_p=1.0 if o.top_p is None else o.top_p, min_p=o.min_p or 0.0,
+            repetition_penalty=1.0 if o.repetition_penalty is None else o.repetition_penalty,
+            min_new_tokens=min(o.min_new_tokens or 0, max_new), max_new_tokens=max_new, seed=seed)
+        return core, seed
 
     # ---- codes ------------------------------------------------------------------------------------
-    def generate_codes(self, text: str, *, voice: str | None = None, temperature: float | None = None,
-                       top_p: float | None = None, top_k: int | None = None, min_p: float | None = None,
-                       repetition_penalty: float | None = None, max_new_tokens: int | None = None,
-                       min_new_tokens: int | None = None, seed: int | None = None, num_candidates: int = 1,
+    def generate_codes(self, text: str, options: GenerationOptions | None = None, *, voice: str | None = None,
                        callback: Callable[[Any], None] | None = None, callback_every: int = 0,
-                       slots: int | None = None) -> Generation:
+                       slots: int | None = None, **option_kwargs: Any) -> Generation:
         """Generates X-Codec2 codes for one piece of text (no splitting).
 
-        Sampling options default to the bundle's manifest (Llasa's model card: temperature 0.8, top_p 1.0).
-        `num_candidates` > 1 samples that many candidates from one prefill (candidate i uses the RNG stream i, so
-        with fp32/fp16 graphs candidate 0 equals the single-candidate result; int8/int4 graphs run batch 1 through
-        another ONNX Runtime kernel, see README Limits) and returns the one with the highest mean log-prob per
-        token. `callback(controller)` runs every `callback_every` tokens (see llasa_rt._core.GenerationController:
-        it can stop, prune and fork candidates and sees newly final codes). `slots` reserves KV slots beyond
-        `num_candidates` so that a callback can fork (default: num_candidates).
+        `options` (a GenerationOptions) and/or its fields as keywords (temperature=..., seed=...,
+        num_candidates=...) set how codes are sampled; unset fields default to the bundle's manifest (Llasa's
+        model card: temperature 0.8, top_p 1.0). `num_candidates` > 1 samples that many candidates from one
+        prefill (candidate i uses the RNG stream i, so with fp32/fp16 graphs candidate 0 equals the
+        single-candidate result; int8/int4 graphs run batch 1 through another ONNX Runtime kernel, see README
+        Limits) and returns the one with the highest mean log-prob per token. `callback(controller)` runs every
+        `callback_every` tokens (see llasa_rt._core.GenerationController: it can stop, prune and fork candidates
+        and sees newly final codes). `slots` reserves KV slots beyond `num_candidates` so that a callback can
+        fork (default: num_candidates).
         """
-        return self._generate(text, self._voice(voice), dict(
-            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, repetition_penalty=repetition_penalty,
-            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens), seed, num_candidates, callback,
-            callback_every, slots)
+        opts = GenerationOptions.build(options, **option_kwargs)
+        PromptBuilder.check_text(text)
+        return self._generate(text, self._voice(voice), opts, callback, callback_every, slots)
 
-    def _generate(self, text: str, voice: _Voice | None, overrides: dict[str, Any], seed: int | None,
-                  num_candidates: int, callback: Callable[[Any], None] | None, callback_every: int,
-                  slots: int | None = None) -> Generation:
-        if not isinstance(num_candidates, int) or not 1 <= num_candidates <= MAX_CANDIDATES:
-            raise InputError(f"num_candidates must be an integer in [1, {MAX_CANDIDATES}], not {num_candidates!r}")
-        slots = num_candidates if slots is None else slots
-        if not isinstance(slots, int) or not num_candidates <= slots <= MAX_CANDIDATES:
-            raise InputError(f"slots must be an integer in [num_candidates, {MAX_CANDIDATES}], not {slots!r}")
+    def _generate(self, text: str, voice: _Voice | None, options: GenerationOptions,
+                  callback: Callable[[Any], None] | None, callback_every: int, slots: int | None = None) -> Generation:
+        n = options.num_candidates
+        slots = n if slots is None else as_int(slots, "slots", n, MAX_CANDIDATES)
+        callback_every = as_int(callback_every, "callback_every", 0, 1 << 20)
         t0 = time.perf_counter()
         prompt = (self.prompt.build(text) if voice is None
                   else self.prompt.build(text, voice_transcript=voice.transcript, voice_codes=voice.codes))
@@ -224,20 +184,14 @@ class Engine:
         if room < 2:
             what = "text and voice prompt" if voice is not None else "text"
             raise InputError(f"the {what} take {len(prompt)} tokens, too many for the model's {self.max_context}-token "
-                             "context, which must also hold the speech; shorten the text, or let it be split at "
-                             "sentences (the default of speak() and `llasa-rt speak`; split=False / --no-split turn "
-                             "that off)")
-        if overrides.get("max_new_tokens") is not None and overrides["max_new_tokens"] > room:
-            raise InputError(f"max_new_tokens={overrides['max_new_tokens']} does not fit: the prompt uses "
-                             f"{len(prompt)} of the {self.max_context}-token context, leaving {room}")
-        if overrides.get("max_new_tokens") is None:
-            overrides = {**overrides, "max_new_tokens": min(int(self.defaults.get("max_new_tokens") or room), room)}
-        options, seed = self._options(overrides, seed)
+                             "context, which must also hold the speech; shorten the text (speak() splits long text "
+                             "at sentences unless split=False / --no-split), or use a shorter voice")
+        core_options, seed = self.sampling_options(options, room)
         prompt_s = time.perf_counter() - t0
         with self._lock:
-            generator = self._ensure_slots(slots)
+            generator = self.lm.generator(slots)
             t1 = time.perf_counter()
-            result = generator.generate(np.asarray(prompt, np.int64), options=options, num_candidates=num_candidates,
+            result = generator.generate(np.asarray(prompt, np.int64), options=core_options, num_candidates=n,
                                         callback=callback, callback_every=callback_every)
             wall = time.perf_counter() - t1
         cands = [CandidateCodes(codes=c.tokens.copy(), logprob=float(c.logprob), finish_reason=c.finish_reason,
@@ -279,28 +233,28 @@ class Engine:
 
     def _pieces(self, text: str, split: bool, max_chars: int) -> list[str]:
         PromptBuilder.check_text(text)
+        if len(text) > MAX_TEXT_CHARS:
+            raise InputError(f"the text has {len(text):,} characters, more than the {MAX_TEXT_CHARS:,} one call "
+                             "takes; speak it in parts")
         return split_text(text, max_chars) if split else [text]
 
-    def speak(self, text: str, *, voice: str | None = None, temperature: float | None = None,
-              top_p: float | None = None, top_k: int | None = None, min_p: float | None = None,
-              repetition_penalty: float | None = None, max_new_tokens: int | None = None,
-              min_new_tokens: int | None = None, seed: int | None = None, num_candidates: int = 1,
-              split: bool = True, max_chars: int = 200, pause: float = 0.15) -> Audio:
+    def speak(self, text: str, options: GenerationOptions | None = None, *, voice: str | None = None,
+              split: bool = True, max_chars: int = 200, pause: float = 0.15, **option_kwargs: Any) -> Audio:
         """Speaks `text` and returns the whole utterance as `Audio` (float32 samples at 16 kHz).
 
-        Long text is split at sentence boundaries into pieces of at most `max_chars` characters (`split=False`
-        refuses text that does not fit the context instead); pieces are joined with `pause` seconds of silence.
-        Without `voice`, every piece after the first continues in the first piece's voice (it is used as the voice
-        prompt), so a long text keeps one speaker. Sampling options default to the bundle's manifest; `seed` makes
-        the result reproducible (the seed used is in `audio.timings["seed"]`).
+        `options` / keyword options as in `generate_codes`. Long text is split at sentence boundaries (then
+        clauses, words, and hard cuts for text without spaces) into pieces of at most `max_chars` characters
+        (`split=False` refuses text that does not fit the context instead); pieces are joined with `pause`
+        seconds of silence. Without `voice`, every piece after the first continues in the first piece's voice, so
+        a long text keeps one speaker. `seed` makes the result reproducible (`audio.seed` is the seed used).
         """
+        opts = GenerationOptions.build(options, **option_kwargs)
+        split, max_chars, pause = _check_text_options(split, max_chars, pause)
         self._require_codec()
         start = time.perf_counter()
         chunks, codes, timings = [], [], {"prefill_s": 0.0, "decode_s": 0.0, "tokens": 0.0, "codec_s": 0.0}
         seed_used = None
-        for _piece, gen, piece_voice in self._run_pieces(text, voice, split, max_chars, dict(
-                temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, repetition_penalty=repetition_penalty,
-                max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens), seed, num_candidates):
+        for _piece, gen, piece_voice in self._run_pieces(text, voice, split, max_chars, opts):
             seed_used = gen.seed if seed_used is None else seed_used
             t = time.perf_counter()
             if chunks and pause > 0:
@@ -312,42 +266,47 @@ class Engine:
                 timings[k] += gen.timings[k]
         samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         timings["total_s"] = time.perf_counter() - start
-        timings["seed"] = float(seed_used or 0)
         timings["pieces"] = float(len(codes))
         timings["rtf"] = timings["total_s"] / max(1e-9, len(samples) / self.sample_rate)
         return Audio(samples=samples, sample_rate=self.sample_rate, codes=np.concatenate(codes).astype(np.int32),
-                     timings=timings, text=text)
+                     timings=timings, text=text, seed=seed_used)
 
-    def _run_pieces(self, text: str, voice: str | None, split: bool, max_chars: int, overrides: dict[str, Any],
-                    seed: int | None, num_candidates: int) -> Iterator[tuple[str, Generation, _Voice | None]]:
+    def _run_pieces(self, text: str, voice: str | None, split: bool, max_chars: int,
+                    options: GenerationOptions) -> Iterator[tuple[str, Generation, _Voice | None]]:
         """Generates each piece of `text` in turn; yields (piece, generation, voice used for decoding)."""
         pieces = self._pieces(text, split, max_chars)
         voices = _PieceVoices(self._voice(voice), len(pieces))
+        options = _seeded(options)
         for i, piece in enumerate(pieces):
             piece_voice = voices.voice()
-            gen = self._generate(piece, piece_voice, dict(overrides), None if seed is None else seed + i,
-                                 num_candidates, None, 0)
+            gen = self._generate(piece, piece_voice, options.for_piece(i), None, 0)
             voices.spoken(i, piece, gen.codes)
             yield piece, gen, piece_voice
 
-    def speak_stream(self, text: str, *, voice: str | None = None, temperature: float | None = None,
-                     top_p: float | None = None, top_k: int | None = None, min_p: float | None = None,
-                     repetition_penalty: float | None = None, max_new_tokens: int | None = None,
-                     min_new_tokens: int | None = None, seed: int | None = None, split: bool = True,
-                     max_chars: int = 200, pause: float = 0.15, stream: StreamingConfig | None = None,
-                     tokens_per_callback: int = 5) -> Iterator[np.ndarray]:
+    def speak_stream(self, text: str, options: GenerationOptions | None = None, *, voice: str | None = None,
+                     split: bool = True, max_chars: int = 200, pause: float = 0.15,
+                     stream: StreamingConfig | None = None, tokens_per_callback: int = 5,
+                     **option_kwargs: Any) -> Iterator[np.ndarray]:
         """Speaks `text`, yielding float32 audio chunks while the codes are still being generated.
 
         Codes are decoded in chunks with left context and a short cross-fade (see llasa_rt.codec.StreamingConfig;
         defaults: 1 s chunks, 3 s left context, 100 ms look-ahead). Closing the iterator early stops generation.
         Same options as `speak` (one candidate).
         """
+        opts = GenerationOptions.build(options, **option_kwargs)
+        if opts.num_candidates != 1:
+            raise InputError("speak_stream streams one candidate; drop num_candidates")
+        split, max_chars, pause = _check_text_options(split, max_chars, pause)
+        every = as_int(tokens_per_callback, "tokens_per_callback", 1, 10_000)
         codec = self._require_codec()
-        overrides = dict(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-                         repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
-                         min_new_tokens=min_new_tokens)
         pieces = self._pieces(text, split, max_chars)
         voices = _PieceVoices(self._voice(voice), len(pieces))
+        if stream is not None:
+            stream.validate(codec.hop_length)
+        return self._stream_pieces(codec, pieces, voices, _seeded(opts), pause, stream, every)
+
+    def _stream_pieces(self, codec: CodecDecoder, pieces: list[str], voices: _PieceVoices, opts: GenerationOptions,
+                       pause: float, stream: StreamingConfig | None, every: int) -> Iterator[np.ndarray]:
         for i, piece in enumerate(pieces):
             piece_voice = voices.voice()
             if i and pause > 0:
@@ -356,14 +315,13 @@ class Engine:
             if piece_voice is not None:
                 streamer.prime(piece_voice.codes)
             codes_of_piece: list[np.ndarray] = []
-            for new_codes in self._stream_codes(piece, piece_voice, overrides, None if seed is None else seed + i,
-                                                tokens_per_callback):
+            for new_codes in self._stream_codes(piece, piece_voice, opts.for_piece(i), every):
                 codes_of_piece.append(new_codes)
                 yield from streamer.push(new_codes)
             yield from streamer.flush()
             voices.spoken(i, piece, np.concatenate(codes_of_piece) if codes_of_piece else np.zeros(0, np.int32))
 
-    def _stream_codes(self, piece: str, voice: _Voice | None, overrides: dict[str, Any], seed: int | None,
+    def _stream_codes(self, piece: str, voice: _Voice | None, options: GenerationOptions,
                       every: int) -> Iterator[np.ndarray]:
         """Runs one generation in a worker thread; yields codes as they become final. Closing stops it."""
         out: queue.Queue = queue.Queue()
@@ -378,7 +336,7 @@ class Engine:
 
         def work() -> None:
             try:
-                self._generate(piece, voice, dict(overrides), seed, 1, on_step, every)
+                self._generate(piece, voice, options, on_step, every)
                 out.put(None)
             except BaseException as e:  # handed to the consumer thread
                 out.put(e)

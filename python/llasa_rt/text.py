@@ -2,16 +2,21 @@
 
 Llasa was trained on utterances that fit a 2,048-token context (about 30-40 s of speech), and its paper
 reports lower error rates when long inputs are spoken in chunks. Each piece is at most `max_chars`
-characters unless a single word is longer.
+characters: a sentence too long is cut at clause marks, then between words, and a single "word" longer
+than that (CJK text has no spaces; or a very long token) is cut hard at `max_chars`.
 """
 
 from __future__ import annotations
 
 import re
 
+from .errors import InputError
+
+MIN_CHARS = 20
+
 # Sentence ends (. ! ? … and CJK full stops) followed by space or end; clause marks for a second pass.
 _SENTENCE = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*\s+|(?<=[。！？])")
-_CLAUSE = re.compile(r"(?<=[,;:—–、，；：])\s+")
+_CLAUSE = re.compile(r"(?<=[,;:—–])\s+|(?<=[、，；：])\s*")
 
 
 _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uac00-\ud7af\uff00-\uffef]")
@@ -39,17 +44,18 @@ def _split_long(piece: str, max_chars: int) -> list[str]:
     clauses = [c for c in _CLAUSE.split(piece) if c]
     if len(clauses) > 1:
         return [p for c in _pack(clauses, max_chars) for p in _split_long(c, max_chars)]
-    return _pack(piece.split(), max_chars)
+    words = [w[i : i + max_chars] for w in piece.split() for i in range(0, len(w), max_chars)]
+    return _pack(words, max_chars)
 
 
 def split_text(text: str, max_chars: int = 200) -> list[str]:
     """Splits text into pieces of at most `max_chars` characters (whitespace normalised within lines).
 
     Sentences are kept whole when they fit; short sentences are packed together; a long sentence is cut at
-    clause marks, then between words. Returns [] for blank text.
+    clause marks (Latin or CJK), then between words, and a longer word is cut hard. Returns [] for blank text.
     """
-    if max_chars < 20:
-        raise ValueError(f"max_chars must be >= 20, not {max_chars}")
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < MIN_CHARS:
+        raise InputError(f"max_chars must be an integer >= {MIN_CHARS}, not {max_chars!r}")
     paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
     pieces: list[str] = []
     for para in paragraphs:

@@ -11,11 +11,11 @@ import soundfile as sf
 import torch
 
 from llasa_rt.bundle import Bundle
+from llasa_rt.bundle.voices import read_voice, remove_voice
 from llasa_rt.commands import voice as voice_cmd
 from llasa_rt.errors import BundleError, InputError, LlasaError
-from llasa_rt.export.voice import add_voice, remove_voice
+from llasa_rt.export.voice import add_voice
 from llasa_rt.export.voice_audio import resample
-from llasa_rt.voice_file import read_voice
 
 
 def speech_like(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
@@ -51,10 +51,10 @@ def test_voice_codes_equal_the_package_encode_code(bundle, tiny_reference, tmp_p
     assert codes.dtype == np.int32 and codes.shape == (166,)
     np.testing.assert_array_equal(codes, expected)
     assert transcript == "Hello there."
-    assert entry["num_codes"] == len(codes) and entry["seconds"] == 3.3
-    assert entry["resampled"] is False and entry["truncated"] is False and entry["sample_rate_in"] == 16000
+    assert entry.num_codes == len(codes) and entry.seconds == 3.3
+    assert entry.resampled is False and entry.truncated is False and entry.sample_rate_in == 16000
     manifest = Bundle.open(bundle, verify="full").manifest  # hashes of the voice file verified
-    assert manifest.voices["alice"] == entry and entry["file"] == "voices/alice.npz"
+    assert manifest.voices["alice"] == entry and entry.file == "voices/alice.npz"
 
 
 def test_other_rates_and_stereo_are_normalised_and_reported(bundle, tmp_path, capsys):
@@ -64,8 +64,8 @@ def test_other_rates_and_stereo_are_normalised_and_reported(bundle, tmp_path, ca
     entry = add_voice(bundle, "bob", path, "two channels")
     err = capsys.readouterr().err
     assert "resampling 22050 Hz to 16000 Hz" in err and "mixed 2 channels down to mono" in err
-    assert entry["resampled"] is True and entry["sample_rate_in"] == 22050
-    assert entry["num_codes"] == 2 * 50 + 1
+    assert entry.resampled is True and entry.sample_rate_in == 22050
+    assert entry.num_codes == 2 * 50 + 1
 
 
 def test_long_recordings_are_cut_to_ten_seconds(bundle, tmp_path, capsys):
@@ -73,7 +73,7 @@ def test_long_recordings_are_cut_to_ten_seconds(bundle, tmp_path, capsys):
     sf.write(path, speech_like(12.5), 16000)
     entry = add_voice(bundle, "long", path, "a long one")
     assert "using the first 10 s of 12.5 s" in capsys.readouterr().err
-    assert entry["truncated"] is True and entry["seconds"] == 10.0 and entry["num_codes"] == 501
+    assert entry.truncated is True and entry.seconds == 10.0 and entry.num_codes == 501
 
 
 def test_resampler_is_accurate():
@@ -182,7 +182,7 @@ def test_voice_cli_add_list_remove(bundle, tmp_path, capsys):
 
 
 def test_bundle_without_a_recorded_codec_needs_the_codec_option(bundle, tmp_path):
-    from llasa_rt.engines.bundle_writer import write_manifest
+    from llasa_rt.bundle.writer import write_manifest
 
     opened = Bundle.open(bundle)
     opened.manifest.sources.pop("codec")

@@ -20,24 +20,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
-    from llasa_rt.calibration.drift import measure_drift
+    from llasa_rt.commands.speak import read_utf8
     from llasa_rt.errors import InputError
+    from llasa_rt.options import as_int
 
-    if args.steps < 1:
-        raise InputError(f"--steps must be >= 1, not {args.steps}")
+    steps = as_int(args.steps, "--steps", 1, 100_000)
+    threads = None if args.threads is None else as_int(args.threads, "--threads", 1, 256)
     texts = None
     if args.prompts:
         path = Path(args.prompts)
         if not path.is_file():
             raise InputError(f"--prompts file '{path}' does not exist")
-        texts = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+        texts = [t.strip() for t in read_utf8(path.read_bytes(), f"--prompts file '{path}'").splitlines() if t.strip()]
         if not texts:
             raise InputError(f"--prompts file '{path}' has no non-empty line")
-    try:
-        report = measure_drift(args.reference, args.candidate, texts, args.steps, args.threads)
-    except ValueError as e:
-        raise InputError(str(e)) from e
+    from llasa_rt.evaluation.drift import measure_drift
+
+    def progress(msg: str) -> None:
+        print(f"llasa-rt compare: {msg}", file=sys.stderr, flush=True)
+
+    report = measure_drift(args.reference, args.candidate, texts, steps, threads, log=progress)
     print(report)
     return 0

@@ -26,6 +26,8 @@ def _size(n: float) -> str:
 
 def describe(bundle) -> str:
     """Human-readable summary of an opened Bundle."""
+    from llasa_rt.bundle.manifest import generation_to_json
+
     m = bundle.manifest
     lines = [f"bundle      {bundle.root}", f"written by  llasa-rt {m.llasa_rt_version} (format {m.format_version})"]
     for name, g in m.graphs.items():
@@ -33,18 +35,18 @@ def describe(bundle) -> str:
         lines.append(f"graph       {name}: {g.path_name} ({_size(size)}), {g.precision}, {g.backend}, opset {g.opset}")
     md = m.model
     if md:
-        lines.append(f"model       {md.get('num_layers')} layers, hidden {md.get('hidden_size')}, heads "
-                     f"{md.get('num_attention_heads')}/{md.get('num_kv_heads')} kv, head_dim {md.get('head_dim')}, "
-                     f"context {md.get('max_context')}")
+        lines.append(f"model       {md.num_layers} layers, hidden {md.hidden_size}, heads {md.num_attention_heads}/"
+                     f"{md.num_kv_heads} kv, head_dim {md.head_dim}, context {md.max_context}, KV {md.kv_dtype}")
     for part, src in m.sources.items():
         rev = f" @ {src['revision']}" if src.get("revision") else ""
         lines.append(f"source      {part}: {src.get('id')}{rev}")
     if m.prompt:
-        lines.append(f"prompt      chat template date pinned to {m.prompt.get('date')!r}")
-    gen = {k: v for k, v in m.generation.items() if k != "source"}
+        lines.append(f"prompt      chat template date pinned to {m.prompt.date!r}")
+    gen = {k: v for k, v in generation_to_json(m.generation, "").items()}
     lines.append(f"defaults    {', '.join(f'{k}={v}' for k, v in gen.items())}")
     lines.append(f"voices      {', '.join(sorted(m.voices)) or 'none'}")
-    lines.append(f"verifiers   {', '.join(sorted(m.verifiers)) or 'none'}")
+    verifiers = [f"{n} ({v.kind})" for n, v in sorted(m.verifiers.items())]
+    lines.append(f"verifiers   {', '.join(verifiers) or 'none'}")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--output-raw", action="store_true",
                      help="write raw 16-bit little-endian PCM (16 kHz mono) to stdout, chunk by chunk as it is made")
     p.add_argument("--voice", help="name of a reference voice in the bundle (llasa-rt voice list)")
-    p.add_argument("--seed", type=int, help="sampling seed (same seed + options = same audio)")
+    p.add_argument("--seed", type=int, help="sampling seed in [0, 2^64-1] (same seed + options = same audio)")
     p.add_argument("--temperature", type=float, help="softmax temperature; 0 = greedy")
     p.add_argument("--top-p", type=float, help="nucleus sampling mass in (0, 1]")
     p.add_argument("--top-k", type=int, help="keep the k most likely codes; 0 = off")
@@ -36,49 +36,87 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def read_utf8(data: bytes, what: str) -> str:
+    """Decodes UTF-8 strictly; invalid bytes are refused with their offset (a BOM is dropped)."""
+    from llasa_rt.errors import InputError
+
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{what} is not valid UTF-8: byte 0x{data[e.start]:02x} at offset {e.start} cannot be "
+                         "decoded; convert the text to UTF-8 (e.g. iconv -t UTF-8)") from None
+
+
 def _text(args: argparse.Namespace) -> str:
     from llasa_rt.errors import InputError
 
     if args.text is not None:
         return args.text
+    if sys.stdin is None or sys.stdin.closed:
+        raise InputError("no text given and standard input is closed: pass TEXT as an argument")
     if sys.stdin.isatty():
         raise InputError("no text given: pass TEXT as an argument or pipe it on standard input")
-    return sys.stdin.read()
+    return read_utf8(sys.stdin.buffer.read(), "standard input")
+
+
+def generation_options(args: argparse.Namespace):  # -> llasa_rt.GenerationOptions
+    """The one GenerationOptions of a CLI call, from its sampling flags."""
+    from llasa_rt.options import GenerationOptions
+
+    return GenerationOptions(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
+                             repetition_penalty=args.repetition_penalty, max_new_tokens=args.max_new_tokens,
+                             seed=args.seed, num_candidates=args.candidates)
+
+
+def _write_raw(engine, text: str, options, args: argparse.Namespace) -> int:
+    """Streams 16-bit PCM to stdout; a closed reader stops generation quietly, a failing stream with one line."""
+    import os
+
+    from llasa_rt.audio import to_pcm16
+    from llasa_rt.errors import LlasaError
+
+    if sys.stdout is None or sys.stdout.closed:
+        raise LlasaError("standard output is closed; redirect it to a file or a player, or use -o FILE")
+    stdout = sys.stdout.buffer
+    samples = 0
+    chunks = engine.speak_stream(text, options, voice=args.voice, split=not args.no_split)
+    try:
+        for chunk in chunks:
+            stdout.write(to_pcm16(chunk))
+            stdout.flush()
+            samples += len(chunk)
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop generating, quietly
+        # Python would report the broken pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise LlasaError(f"cannot write to standard output ({e.strerror or e}); generation stopped") from None
+    finally:
+        chunks.close()  # stops the generation thread before anything else happens
+    if not args.quiet:
+        print(f"llasa-rt speak: {samples / engine.sample_rate:.2f} s of audio", file=sys.stderr)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    from llasa_rt.audio import FORMATS, to_pcm16
+    from llasa_rt.audio import FORMATS
     from llasa_rt.engine import Engine
     from llasa_rt.errors import InputError
 
-    text = _text(args)
     if args.output and not args.output.lower().endswith(tuple(FORMATS)):
         raise InputError(f"cannot write '{args.output}': use a .wav, .flac or .ogg file name (or --output-raw)")
     if args.output_raw and args.candidates != 1:
         raise InputError("--output-raw streams one candidate; drop --candidates")
+    options = generation_options(args)  # checked before the (slow) bundle load
+    text = _text(args)
     engine = Engine(args.bundle, threads=args.threads, verify="fast" if args.fast_load else "full")
-    options = dict(voice=args.voice, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                   min_p=args.min_p, repetition_penalty=args.repetition_penalty,
-                   max_new_tokens=args.max_new_tokens, seed=args.seed, split=not args.no_split)
     if args.output_raw:
-        stdout = sys.stdout.buffer
-        samples = 0
-        chunks = engine.speak_stream(text, **options)
-        try:
-            for chunk in chunks:
-                stdout.write(to_pcm16(chunk))
-                stdout.flush()
-                samples += len(chunk)
-        except BrokenPipeError:  # the reader went away (e.g. `| head`): stop generating, quietly
-            chunks.close()
-            return 0
-        if not args.quiet:
-            print(f"llasa-rt speak: {samples / engine.sample_rate:.2f} s of audio", file=sys.stderr)
-        return 0
-    audio = engine.speak(text, num_candidates=args.candidates, **options)
+        return _write_raw(engine, text, options, args)
+    audio = engine.speak(text, options, voice=args.voice, split=not args.no_split)
     audio.save(args.output)
     if not args.quiet:
         t = audio.timings
         print(f"llasa-rt speak: wrote {args.output} ({audio.duration:.2f} s; {t['total_s']:.2f} s to make, "
-              f"RTF {t['rtf']:.2f}; seed {int(t['seed'])})", file=sys.stderr)
+              f"RTF {t['rtf']:.2f}; seed {audio.seed})", file=sys.stderr)
     return 0

@@ -1,7 +1,7 @@
 """`llasa-rt voice add|list|remove`: manage a bundle's reference voices.
 
 `voice add` encodes a recording with the X-Codec2 encoder (PyTorch, needs the `export` extra) into
-`voices/<name>.npz` and a manifest entry; `list` and `remove` need only the runtime.
+`voices/<name>.npz` and a manifest entry; `list` and `remove` need only the runtime (no torch).
 """
 
 from __future__ import annotations
@@ -12,12 +12,16 @@ from typing import Any
 
 
 def _add(args: argparse.Namespace) -> int:
-    from llasa_rt.export.voice import add_voice  # torch is imported only for this subcommand
+    from llasa_rt.errors import LlasaError
 
+    try:
+        from llasa_rt.export.voice import add_voice  # loads torch only once its own checks pass
+    except ImportError as e:
+        raise LlasaError(f"voice add needs the export extra ({e.name} is missing): "
+                         "pip install 'llasa-rt[export]'") from e
     entry = add_voice(args.bundle, args.name, args.wav, args.text, codec_source=args.codec, overwrite=args.force)
-    notes = [n for n, flag in (("resampled to 16 kHz", entry["resampled"]), ("cut to 10 s", entry["truncated"]))
-             if flag]
-    print(f"added voice '{args.name}': {entry['seconds']:.2f} s, {entry['num_codes']} codes"
+    notes = [n for n, flag in (("resampled to 16 kHz", entry.resampled), ("cut to 10 s", entry.truncated)) if flag]
+    print(f"added voice '{args.name}': {entry.seconds:.2f} s, {entry.num_codes} codes"
           + (f" ({', '.join(notes)})" if notes else ""))
     return 0
 
@@ -26,18 +30,18 @@ def _list(args: argparse.Namespace) -> int:
     from llasa_rt.bundle import Bundle
 
     bundle = Bundle.open(args.bundle, verify="fast")
-    voices: dict[str, dict[str, Any]] = bundle.manifest.voices
+    voices = bundle.manifest.voices
     if not voices:
         print(f"bundle '{bundle.root}' has no voices; add one with `llasa-rt voice add`", file=sys.stderr)
         return 0
     for name in sorted(voices):
         v = voices[name]
-        print(f"{name}\t{v.get('seconds', 0):.2f} s\t{v.get('num_codes', '?')} codes\t{v.get('transcript', '')}")
+        print(f"{name}\t{v.seconds:.2f} s\t{v.num_codes} codes\t{v.transcript}")
     return 0
 
 
 def _remove(args: argparse.Namespace) -> int:
-    from llasa_rt.export.voice import remove_voice
+    from llasa_rt.bundle.voices import remove_voice
 
     remove_voice(args.bundle, args.name)
     print(f"removed voice '{args.name}'")

@@ -1,0 +1,59 @@
+"""Engine bundles: a folder with `manifest.json` that says everything the runtime needs. One module, one schema.
+
+Layout::
+
+    BUNDLE/
+      manifest.json          what is in the bundle (`manifest.Manifest`, validated on load)
+      lm.onnx, lm.onnx.data  the Llasa LM graph (+ external weights)
+      tokenizer.json         the Hugging Face tokenizer of the checkpoint
+      codec_decoder.onnx     X-Codec2 decoder (when exported with --codec)
+      voices/<name>.npz      reference voices (codes int32, transcript)
+      verifiers/<name>.onnx  verifier graphs
+
+- `manifest`: the typed schema (dataclasses with validation on load);
+- `reader`: `Bundle.open` (format, presence and sha256 of every file, every path inside the bundle);
+- `writer`: staged (atomic) bundle folders, the manifest writer, overwrite and interruption rules;
+- `voices`: reading, storing and removing reference voices.
+
+Nothing here imports torch; exporters produce graph files and fill these dataclasses.
+"""
+
+from __future__ import annotations
+
+from .manifest import (
+    BACKENDS,
+    CODEC_GRAPH,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    LM_GRAPH,
+    MANIFEST_NAME,
+    PRECISIONS,
+    AudioFacts,
+    GraphEntry,
+    Manifest,
+    ModelFacts,
+    PromptTemplate,
+    VerifierEntry,
+    VoiceEntry,
+)
+from .reader import Bundle, inside, sha256_file
+
+__all__ = [
+    "BACKENDS",
+    "CODEC_GRAPH",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "LM_GRAPH",
+    "MANIFEST_NAME",
+    "PRECISIONS",
+    "AudioFacts",
+    "Bundle",
+    "GraphEntry",
+    "Manifest",
+    "ModelFacts",
+    "PromptTemplate",
+    "VerifierEntry",
+    "VoiceEntry",
+    "inside",
+    "sha256_file",
+]
