@@ -6,9 +6,9 @@
     calibration/     -> llasa_rt.calibration   (quantisation calibration; reserved)
     runtime/ + csrc/ -> llasa_rt._core         (C++ decode core + pybind11 bindings, built by CMake)
 
-The extension is configured by CMakeLists.txt; TensorRT parts are skipped (with a message) where
-TensorRT is absent. Set LLASA_RT_CMAKE_ARGS to pass extra arguments to CMake, LLASA_RT_BUILD_TYPE
-to choose the build type (default Release).
+The extension is configured by CMakeLists.txt (CPU only: there is no TensorRT backend yet). Set
+LLASA_RT_CMAKE_ARGS to pass extra arguments to CMake, LLASA_RT_BUILD_TYPE to choose the build type
+(default Release).
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
-// Binds llasa_rt::Backend with a trampoline so a Python class can implement Forward. The decode loop runs with
-// the GIL released; the trampoline takes it only for the duration of the Python `forward` call.
-#include <pybind11/numpy.h>
-
-#include <stdexcept>
-#include <vector>
-
-#include "bindings.h"
+// Binds backend.h with a trampoline, so a Python subclass implements the model step. The decode loop runs without
+// the GIL; the trampoline takes it only around the Python forward call.
 #include "llasa_rt/backend.h"
 
-namespace py = pybind11;
+#include <stdexcept>
+
+#include "bindings.h"
 
 namespace llasa_rt {
 namespace python {
@@ -25,16 +21,10 @@ class PyBackend : public Backend {
     if (!forward) {
       throw std::runtime_error("Backend subclass does not implement forward(input_ids, past_len, logits)");
     }
-    // Views over the core's buffers, no copy. Their base is this backend's Python object, which keeps the
-    // buffers alive; they are only meaningful during this call.
+    // Views over the StepBuffers, whose owner (this backend) keeps them alive; valid during this call only.
     py::object self = py::cast(static_cast<Backend *>(this));
-    const py::ssize_t b = batch, s = seq_len, rows = buffers().rows();
-    py::array ids(py::dtype::of<int64_t>(), std::vector<py::ssize_t>{b, s}, std::vector<py::ssize_t>{s * 8, 8},
-                  input_ids, self);
-    py::detail::array_proxy(ids.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-    py::array out(py::dtype::of<float>(), std::vector<py::ssize_t>{b, rows}, std::vector<py::ssize_t>{rows * 4, 4},
-                  logits, self);
-    forward(ids, past_len, out);
+    forward(View(self, input_ids, {batch, seq_len}, /*writeable=*/false), past_len,
+            View(self, logits, {batch, buffers().rows()}));
   }
 };
 
@@ -43,19 +33,19 @@ class PyBackend : public Backend {
 void BindBackend(py::module_ &m) {
   py::class_<Backend, PyBackend>(
       m, "Backend",
-      "A model step for the decode loop. Subclass it in Python and implement\n"
-      "    forward(self, input_ids: int64 [batch, seq_len], past_len: int, logits: float32 [batch, rows]) -> None\n"
-      "Row b's keys/values for positions [0, past_len) are in KV slot b; write the new ones in place at\n"
-      "[past_len, past_len + seq_len) and the last position's logits into `logits` (views over core buffers).\n"
-      "position_ids (filled by the core) and an all-ones attention mask are in `buffers`.")
+      "One model step for Generator. Subclass it and implement\n"
+      "    forward(self, input_ids, past_len, logits) -> None\n"
+      "input_ids: read-only int64 [batch, seq_len]; logits: float32 [batch, rows] to fill with the last position's "
+      "logits. Row b's keys/values for positions [0, past_len) are in KV slot b of `cache`; write the new ones at "
+      "[past_len, past_len + seq_len). position_ids and the attention mask are in `buffers`.")
       .def(py::init<KvCache &, StepBuffers &>(), py::arg("cache"), py::arg("buffers"), py::keep_alive<1, 2>(),
-           py::keep_alive<1, 3>())
+           py::keep_alive<1, 3>(), "Raises InputError if `buffers` was made for another cache shape.")
       .def_property_readonly(
           "cache", [](Backend &b) -> KvCache & { return b.cache(); }, py::return_value_policy::reference_internal,
-          "The KvCache this backend writes.")
+          "The KvCache it reads and writes.")
       .def_property_readonly(
           "buffers", [](Backend &b) -> StepBuffers & { return b.buffers(); },
-          py::return_value_policy::reference_internal, "The StepBuffers this backend reads and writes.");
+          py::return_value_policy::reference_internal, "The StepBuffers it reads and writes.");
 }
 
 }  // namespace python

@@ -1,23 +1,22 @@
-// Binds llasa_rt::BuildInfo.
+// Binds build_info.h.
 #include "llasa_rt/build_info.h"
 
 #include "bindings.h"
-
-namespace py = pybind11;
 
 namespace llasa_rt {
 namespace python {
 
 void BindBuildInfo(py::module_ &m) {
-  py::class_<BuildInfo>(m, "BuildInfo", "What this build of the C++ core contains.")
-      .def_readonly("version", &BuildInfo::version, "llasa-rt core version.")
-      .def_readonly("compiler", &BuildInfo::compiler, "Compiler id and version that built the core.")
-      .def_readonly("tensorrt", &BuildInfo::tensorrt, "True when the TensorRT backend was compiled in.")
+  py::class_<BuildInfo>(m, "BuildInfo", "How the C++ core was built; returned by build_info().")
+      .def_readonly("version", &BuildInfo::version, "llasa-rt version of the core (the same as the package's).")
+      .def_readonly("compiler", &BuildInfo::compiler, "Compiler id and version, e.g. 'GNU 12.2.0'.")
+      .def_readonly("tensorrt", &BuildInfo::tensorrt,
+                    "Whether a TensorRT backend is compiled in (never yet: there is no TensorRT backend).")
       .def("__repr__", [](const BuildInfo &b) {
         return "BuildInfo(version='" + b.version + "', compiler='" + b.compiler +
                "', tensorrt=" + (b.tensorrt ? "True" : "False") + ")";
       });
-  m.def("build_info", &GetBuildInfo, "Returns what this build of the C++ core contains.");
+  m.def("build_info", &GetBuildInfo, "How this C++ core was built (version, compiler, backends).");
 }
 
 }  // namespace python

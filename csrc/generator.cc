@@ -1,25 +1,60 @@
-// Binds llasa_rt::Generator. generate() releases the GIL for the whole loop; it is re-taken only inside a Python
-// backend's forward and inside the Python callback.
-#include <pybind11/functional.h>
-#include <pybind11/numpy.h>
+// Binds generator.h: GeneratorConfig, StepTimings, GenerationResult and Generator. generate() runs the whole loop
+// without the GIL; it is taken again only inside a Python backend's forward and inside the callback.
+#include "llasa_rt/generator.h"
+
+#include <pybind11/stl.h>
 
 #include <stdexcept>
 #include <vector>
 
 #include "bindings.h"
-#include "llasa_rt/generator.h"
-
-namespace py = pybind11;
 
 namespace llasa_rt {
 namespace python {
 
 void BindGenerator(py::module_ &m) {
+  using G = GeneratorConfig;
+  BindOptions<G>(m, "GeneratorConfig",
+                 "Where the speech tokens are in the vocabulary, and the sampler's threads. Keyword-only; invalid "
+                 "values raise InputError.",
+                 Optional("speech_token_base", &G::speech_token_base,
+                          "Token id of speech code 0 (<|s_0|>); code c is token speech_token_base + c."),
+                 Optional("num_speech_tokens", &G::num_speech_tokens,
+                          "Speech codes; a backend's logits rows are these plus END, last."),
+                 Optional("end_token_id", &G::end_token_id, "Id of the <|SPEECH_GENERATION_END|> token (END)."),
+                 Optional("sampler_threads", &G::sampler_threads,
+                          "Threads sampling a step's candidates; results are the same for any count."));
+
+  using T = StepTimings;
+  py::class_<T>(m, "StepTimings",
+                "Where a generation's time went, in seconds. 'core' is the loop's own work (inputs, sampling, "
+                "bookkeeping): neither Backend.forward nor the callback.")
+      .def_readonly("prefill_forward_seconds", &T::prefill_forward_seconds, "Backend.forward over the prompt.")
+      .def_readonly("prefill_core_seconds", &T::prefill_core_seconds, "Core time of the prefill, forks and first draw.")
+      .def_property_readonly(
+          "forward_seconds", [](const T &t) { return Copy(t.forward_seconds); },
+          "Backend.forward time of each decode step (float64 array).")
+      .def_property_readonly(
+          "core_seconds", [](const T &t) { return Copy(t.core_seconds); },
+          "Core time of each decode step (float64 array).")
+      .def_property_readonly(
+          "batch_sizes", [](const T &t) { return Copy(t.batch_sizes); },
+          "Live candidates in each decode step (int32 array).")
+      .def_readonly("callback_seconds", &T::callback_seconds, "Time in the callback, all calls together.");
+
+  py::class_<GenerationResult>(m, "GenerationResult", "What Generator.generate returns.")
+      .def_readonly("candidates", &GenerationResult::candidates,
+                    "Every candidate not pruned, all finished, oldest first (list of Candidate).")
+      .def_readonly("timings", &GenerationResult::timings, "A StepTimings.")
+      .def_readonly("stopped", &GenerationResult::stopped, "Whether a callback called stop().");
+
   py::class_<Generator>(m, "Generator",
-                        "The decode loop: prefill once, fork to N candidates, batched decode over live candidates.")
+                        "The decode loop over a Backend: the prompt once, then steps over the live candidates, "
+                        "without allocating per step.")
       .def(py::init<Backend &, const GeneratorConfig &>(), py::arg("backend"), py::arg("config") = GeneratorConfig(),
-           py::keep_alive<1, 2>())
-      .def_property_readonly("config", &Generator::config)
+           py::keep_alive<1, 2>(), "Raises InputError unless the backend's logits rows are num_speech_tokens + 1.")
+      .def_property_readonly("config", &Generator::config, py::return_value_policy::copy,
+                             "The GeneratorConfig it was made with (a copy: changing it changes nothing).")
       .def(
           "generate",
           [](Generator &g, py::array_t<int64_t, py::array::c_style | py::array::forcecast> prompt_ids,
@@ -45,9 +80,10 @@ void BindGenerator(py::module_ &m) {
           },
           py::arg("prompt_ids"), py::kw_only(), py::arg("options"), py::arg("num_candidates") = 1,
           py::arg("callback") = py::none(), py::arg("callback_every") = 1,
-          "Generates for `num_candidates` candidates (uids 0..N-1) continuing `prompt_ids` (token ids). "
-          "`callback(controller)` runs every `callback_every` tokens (0 = only at the end) and once at the end "
-          "with controller.done True. Returns a GenerationResult.");
+          "Continues `prompt_ids` (token ids) with `num_candidates` candidates, uids 0..N-1; returns a "
+          "GenerationResult. `callback(controller)` is called every `callback_every` tokens (0: never during the "
+          "run) and once more at the end with controller.done true. Runs without the GIL; what the backend or the "
+          "callback raises is raised here.");
 }
 
 }  // namespace python

@@ -1,26 +1,22 @@
-// llasa_rt._core: the pybind11 module. Each bound class lives in its own file; this file only
-// calls their Bind* functions (in dependency order: a class is bound before signatures that use it).
-#include <pybind11/pybind11.h>
-
+// llasa_rt._core: calls each header's Bind* function, a class before any signature that uses it.
 #include "bindings.h"
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "llasa-rt C++ decode core (KV cache, candidates, sampler, decode loop).";
+  namespace py = pybind11;
   using namespace llasa_rt::python;
-  BindBuildInfo(m);
+  m.doc() = "llasa-rt's C++ decode core: KV cache, candidates, sampler and decode loop. The Python API in "
+            "llasa_rt (Engine) drives it.";
+  py::module_ testing = m.def_submodule(
+      "testing", "Parts of the core that the decode loop uses internally, bound for tests and tools (Sampler, "
+                 "uniform_draw, CandidateSet). Not needed to generate speech.");
   BindErrors(m);
-  BindCounterRng(m);
-  BindKvCacheConfig(m);
+  BindBuildInfo(m);
   BindKvCache(m);
   BindStepBuffers(m);
   BindSamplingOptions(m);
-  BindSampler(m);
-  BindCandidate(m);
-  BindCandidateSet(m);
+  BindSampler(testing);
+  BindCandidates(m, testing);
   BindBackend(m);
-  BindGeneratorConfig(m);
-  BindStepTimings(m);
-  BindGenerationResult(m);
   BindGenerationController(m);
   BindGenerator(m);
 }

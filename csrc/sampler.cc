@@ -1,14 +1,13 @@
-// Binds llasa_rt::Sampler: a standalone batch sampler over NumPy logits (the decode loop uses the same code).
-#include <pybind11/numpy.h>
+// Binds sampler.h into llasa_rt._core.testing: the Sampler over NumPy logits, and the uniform draw behind it, so
+// tests can compare the sampler with a reference. The decode loop runs the same Sampler internally.
+#include "llasa_rt/sampler.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "bindings.h"
-#include "llasa_rt/sampler.h"
-
-namespace py = pybind11;
 
 namespace llasa_rt {
 namespace python {
@@ -40,7 +39,9 @@ std::vector<SampleRequest> MakeRequests(const Sampler &sampler, const FloatArray
   for (py::ssize_t b = 0; b < batch; ++b) {
     keep.push_back(RowsArray::ensure(histories[static_cast<size_t>(b)]));
     const RowsArray &h = keep.back();
-    if (!h || h.ndim() != 1) throw std::invalid_argument("histories[" + std::to_string(b) + "] must be a 1-D sequence of rows");
+    if (!h || h.ndim() != 1) {
+      throw std::invalid_argument("histories[" + std::to_string(b) + "] must be a 1-D sequence of rows");
+    }
     if (steps.at(b) < 0) throw std::invalid_argument("steps[" + std::to_string(b) + "] must be >= 0");
     SampleRequest &q = requests[static_cast<size_t>(b)];
     q.logits = logits.data(b, 0);
@@ -54,13 +55,14 @@ std::vector<SampleRequest> MakeRequests(const Sampler &sampler, const FloatArray
 
 }  // namespace
 
-void BindSampler(py::module_ &m) {
-  py::class_<Sampler>(m, "Sampler",
-                      "Samples one row per candidate from logits over the kept rows (speech codes, END last). A "
-                      "draw depends only on (seed, uid, step), never on batch size, order or threads.")
-      .def(py::init<int, int>(), py::kw_only(), py::arg("rows") = 65537, py::arg("threads") = 1)
-      .def_property_readonly("rows", &Sampler::rows)
-      .def_property_readonly("threads", &Sampler::threads)
+void BindSampler(py::module_ &testing) {
+  py::class_<Sampler>(testing, "Sampler",
+                      "The decode loop's sampler on its own: one row per logits row, drawn as SamplingOptions say. "
+                      "A draw depends only on (seed, uid, step), not on the batch, its order or the threads.")
+      .def(py::init<int, int>(), py::kw_only(), py::arg("rows") = 65537, py::arg("threads") = 1,
+           "`rows` logits per request, END last; `threads` share a batch.")
+      .def_property_readonly("rows", &Sampler::rows, "Logits per request.")
+      .def_property_readonly("threads", &Sampler::threads, "Threads sharing a batch, the caller's included.")
       .def(
           "sample",
           [](Sampler &s, const FloatArray &logits, py::sequence histories, const U64Array &uids, const I64Array &steps,
@@ -81,9 +83,10 @@ void BindSampler(py::module_ &m) {
             return py::make_tuple(rows, logprobs);
           },
           py::arg("logits"), py::arg("histories"), py::arg("uids"), py::arg("steps"), py::arg("options"),
-          "logits [batch, rows] float32; histories: per row, the rows already in the sequence (repetition "
-          "penalty); uids, steps: per row, the RNG stream and step (steps also count generated tokens for "
-          "min_new_tokens). Returns (rows int32 [batch], raw log-probs float64 [batch]).")
+          "Draws one row per logits row. logits: float32 [batch, rows]; per row: `histories` (rows counted by the "
+          "repetition penalty), `uids` and `steps` (the draw's RNG stream and step; steps also count for "
+          "min_new_tokens). Returns (rows int32 [batch], log-probs float64 [batch] under the unprocessed logits). "
+          "Runs without the GIL.")
       .def(
           "distribution",
           [](Sampler &s, const FloatArray &logits, py::sequence histories, const I64Array &steps,
@@ -97,7 +100,9 @@ void BindSampler(py::module_ &m) {
             return probs;
           },
           py::arg("logits"), py::arg("histories"), py::arg("steps"), py::arg("options"),
-          "The final distribution each row is drawn from (float64 [batch, rows]); greedy gives one-hot rows.");
+          "The probabilities each row would be drawn with (float64 [batch, rows]); one-hot when greedy.");
+  testing.def("uniform_draw", &Sampler::UniformDraw, py::arg("seed"), py::arg("uid"), py::arg("step"),
+              "The uniform number in [0, 1) that the sampler draws for candidate `uid` at `step` under `seed`.");
 }
 
 }  // namespace python

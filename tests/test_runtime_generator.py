@@ -347,7 +347,7 @@ def test_copy_slot_copies_only_the_prefix() -> None:
 def test_candidate_set_compacts_on_prune_and_finish() -> None:
     cache = core.KvCache(core.KvCacheConfig(num_layers=1, num_kv_heads=1, head_dim=2, slots=4, max_seq_len=8))
     key = cache.key(0)
-    s = core.CandidateSet(cache)
+    s = core.testing.CandidateSet(cache)
     s.reset(8)
     root = s.add_root()
     key[0, 0, :5] = 1.0

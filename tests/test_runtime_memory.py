@@ -1,7 +1,8 @@
 """The decode loop does not allocate per step and its memory stays flat over 1,000 steps.
 
-Two checks: a C++ test binary that replaces global operator new and counts allocations between tokens (the
-direct check, no Python in the loop), and a Python run whose RSS and buffer addresses are watched from the callback.
+Two checks: the C++ tests of tests/cpp/ (a CMake target run by ctest; it replaces global operator new and counts
+allocations between tokens: the direct check, no Python in the loop), and a Python run whose RSS and buffer addresses
+are watched from the callback.
 """
 
 from __future__ import annotations
@@ -22,35 +23,32 @@ from runtime_toy_model import ToyModel, make_generator
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def compiler() -> str | None:
-    for name in (os.environ.get("CXX", ""), "c++", "g++", "clang++"):
-        if name and shutil.which(name):
-            return name
-    return None
-
-
 @pytest.fixture(scope="session")
-def alloc_test_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cxx = compiler()
-    if cxx is None:
-        pytest.skip("no C++ compiler found (set CXX) to build tests/cpp/decode_alloc_test.cc")
-    out = tmp_path_factory.mktemp("cpp") / "decode_alloc_test"
-    sources = sorted(str(p) for p in (ROOT / "runtime" / "src").glob("*.cc"))
-    command = [
-        cxx, "-std=c++17", "-O2", "-pthread", f"-I{ROOT / 'runtime' / 'include'}", '-DLLASA_RT_VERSION="test"',
-        '-DLLASA_RT_COMPILER="test"', "-DLLASA_RT_HAVE_TENSORRT=0", *sources,
-        str(ROOT / "tests" / "cpp" / "decode_alloc_test.cc"), "-o", str(out),
-    ]
-    subprocess.run(command, check=True)
-    return out
+def ctest_output(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Configures the C++ tests alone (no Python module) into a temporary build, builds them and runs ctest."""
+    if shutil.which("cmake") is None or shutil.which("ctest") is None:
+        pytest.skip("cmake / ctest not found: the C++ tests of tests/cpp/ are built and run with them")
+    build = tmp_path_factory.mktemp("cpp-tests")
+    configure = ["cmake", "-S", str(ROOT), "-B", str(build), "-DLLASA_RT_BUILD_PYTHON=OFF",
+                 "-DLLASA_RT_BUILD_TESTS=ON"]
+    for command in (configure, ["cmake", "--build", str(build), "-j2"]):
+        step = subprocess.run(command, capture_output=True, text=True)
+        assert step.returncode == 0, f"{' '.join(command)} failed:\n{step.stdout}{step.stderr}"
+    # -V: the tests' own output too (what they counted), not only pass / fail.
+    run = subprocess.run(["ctest", "--test-dir", str(build), "--output-on-failure", "-V"], capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
 
 
-def test_decode_steps_make_no_heap_allocation(alloc_test_binary: Path) -> None:
+def test_cpp_tests_pass_under_ctest(ctest_output: str) -> None:
+    assert "100% tests passed" in ctest_output, ctest_output
+
+
+def test_decode_steps_make_no_heap_allocation(ctest_output: str) -> None:
     """1,000 steps of 4 candidates (sampler on 2 threads, a prune and a fork on the way): zero operator new calls
     outside the callback."""
-    run = subprocess.run([str(alloc_test_binary)], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "allocations_during_decode_steps=0" in run.stdout and "tokens=4000" in run.stdout
+    assert "allocations_during_decode_steps=0" in ctest_output and "tokens=4000" in ctest_output, ctest_output
 
 
 def resident_bytes() -> int:

@@ -68,8 +68,8 @@ def history_for(seed: int, logits: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def sampler() -> core.Sampler:
-    return core.Sampler(rows=ROWS)
+def sampler() -> core.testing.Sampler:
+    return core.testing.Sampler(rows=ROWS)
 
 
 # ---- the reference against transformers' own processors ------------------------------------------------------
@@ -121,7 +121,7 @@ def test_reference_matches_transformers_processors(name: str, seed: int) -> None
 
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_distribution_matches_reference(sampler: core.Sampler, name: str, seed: int) -> None:
+def test_distribution_matches_reference(sampler: core.testing.Sampler, name: str, seed: int) -> None:
     o = OPTION_SETS[name]
     logits = random_logits(seed, scale=[3.0, 1.0, 6.0][seed])
     history = history_for(seed, logits)
@@ -132,7 +132,7 @@ def test_distribution_matches_reference(sampler: core.Sampler, name: str, seed: 
 
 
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
-def test_choices_and_logprobs_match_reference(sampler: core.Sampler, name: str) -> None:
+def test_choices_and_logprobs_match_reference(sampler: core.testing.Sampler, name: str) -> None:
     o = OPTION_SETS[name]
     o = ref.Options(**{**o.__dict__, "seed": 1234})
     batch = 12
@@ -147,7 +147,7 @@ def test_choices_and_logprobs_match_reference(sampler: core.Sampler, name: str) 
         assert logprobs[b] == pytest.approx(logprob, abs=LOGPROB_ABS)
 
 
-def test_draws_follow_the_distribution(sampler: core.Sampler) -> None:
+def test_draws_follow_the_distribution(sampler: core.testing.Sampler) -> None:
     """Over many uids, the empirical frequencies of a small distribution match its probabilities."""
     logits = np.full(ROWS, -np.inf, dtype=np.float32)
     logits[[10, 20, 30, END]] = np.log(np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32))
@@ -162,7 +162,7 @@ def test_draws_follow_the_distribution(sampler: core.Sampler) -> None:
 
 def test_uniform_draw_matches_reference_rng() -> None:
     for seed, uid, step in [(0, 0, 0), (1, 2, 3), (2**63 + 5, 17, 1999), (42, 2**40, 7)]:
-        assert core.uniform_draw(seed, uid, step) == ref.uniform_draw(seed, uid, step)
+        assert core.testing.uniform_draw(seed, uid, step) == ref.uniform_draw(seed, uid, step)
 
 
 # ---- ties and degenerate inputs ---------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def support(p: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(p)]
 
 
-def dist(sampler: core.Sampler, logits: np.ndarray, o: ref.Options, history=(), step: int = 0) -> np.ndarray:
+def dist(sampler: core.testing.Sampler, logits: np.ndarray, o: ref.Options, history=(), step: int = 0) -> np.ndarray:
     got = sampler.distribution(logits[None, :], [np.asarray(history, np.int32)], np.array([step]), to_core(o))[0]
     expected = ref.distribution(logits, np.asarray(history, np.int64), step, o)
     np.testing.assert_array_equal(got > 0, expected > 0)
@@ -180,7 +180,7 @@ def dist(sampler: core.Sampler, logits: np.ndarray, o: ref.Options, history=(), 
     return got
 
 
-def test_top_k_keeps_every_tie_at_the_kth_value(sampler: core.Sampler) -> None:
+def test_top_k_keeps_every_tie_at_the_kth_value(sampler: core.testing.Sampler) -> None:
     logits = np.full(ROWS, -5.0, dtype=np.float32)
     logits[[3, 9]] = 4.0
     logits[[100, 200, 300, 400]] = 2.0  # The 3rd..6th largest are tied: top_k=3 keeps all four.
@@ -188,7 +188,7 @@ def test_top_k_keeps_every_tie_at_the_kth_value(sampler: core.Sampler) -> None:
     assert support(p) == [3, 9, 100, 200, 300, 400]
 
 
-def test_top_p_boundary_inside_a_tie_group_follows_the_stable_sort(sampler: core.Sampler) -> None:
+def test_top_p_boundary_inside_a_tie_group_follows_the_stable_sort(sampler: core.testing.Sampler) -> None:
     # Four equal rows (probability 1/4 each). Ascending stable order is 10, 20, 30, 40 with cumulative 1/4, 1/2, ...
     # top_p = 0.5 removes rows whose cumulative <= 0.5: 10 and 20 (exactly at the boundary), keeping 30 and 40.
     logits = np.full(ROWS, -np.inf, dtype=np.float32)
@@ -198,14 +198,14 @@ def test_top_p_boundary_inside_a_tie_group_follows_the_stable_sort(sampler: core
     assert support(dist(sampler, logits, ref.Options(top_p=0.5000001))) == [20, 30, 40]
 
 
-def test_tiny_top_p_keeps_only_the_largest_and_on_ties_the_last_in_sorted_order(sampler: core.Sampler) -> None:
+def test_tiny_top_p_keeps_only_the_largest_and_on_ties_the_last_in_sorted_order(sampler: core.testing.Sampler) -> None:
     logits = random_logits(3)
     assert support(dist(sampler, logits, ref.Options(top_p=1e-9))) == [int(np.argmax(logits))]
     logits[[5, 50, 500]] = logits.max() + 1.0
     assert support(dist(sampler, logits, ref.Options(top_p=1e-9))) == [500]
 
 
-def test_all_logits_equal(sampler: core.Sampler) -> None:
+def test_all_logits_equal(sampler: core.testing.Sampler) -> None:
     logits = np.zeros(ROWS, dtype=np.float32)
     p = dist(sampler, logits, ref.Options())
     np.testing.assert_allclose(p, 1.0 / ROWS, rtol=PROB_RTOL)
@@ -214,7 +214,7 @@ def test_all_logits_equal(sampler: core.Sampler) -> None:
     assert support(dist(sampler, logits, ref.Options(temperature=0))) == [0]  # argmax: first index.
 
 
-def test_minus_inf_rows_are_never_chosen(sampler: core.Sampler) -> None:
+def test_minus_inf_rows_are_never_chosen(sampler: core.testing.Sampler) -> None:
     logits = random_logits(4)
     logits[::2] = -np.inf
     p = dist(sampler, logits, ref.Options(temperature=1.3, top_k=100, top_p=0.9, min_p=0.01, repetition_penalty=1.2),
@@ -228,7 +228,7 @@ def test_minus_inf_rows_are_never_chosen(sampler: core.Sampler) -> None:
     assert (rows % 2 == 1).all() and np.isfinite(logprobs).all()
 
 
-def test_min_new_tokens_masks_end_until_reached(sampler: core.Sampler) -> None:
+def test_min_new_tokens_masks_end_until_reached(sampler: core.testing.Sampler) -> None:
     logits = np.full(ROWS, -3.0, dtype=np.float32)
     logits[END] = 30.0  # END would be certain.
     o = ref.Options(min_new_tokens=4)
@@ -238,7 +238,7 @@ def test_min_new_tokens_masks_end_until_reached(sampler: core.Sampler) -> None:
     assert dist(sampler, logits, ref.Options(temperature=0, min_new_tokens=4), step=3)[END] == 0.0
 
 
-def test_repetition_penalty_divides_positive_multiplies_negative_once_per_row(sampler: core.Sampler) -> None:
+def test_repetition_penalty_divides_positive_multiplies_negative_once_per_row(sampler: core.testing.Sampler) -> None:
     logits = np.full(ROWS, -np.inf, dtype=np.float32)
     logits[[1, 2, 3]] = [2.0, -1.0, 0.5]
     # Row 1 three times, row 2 twice: still penalised once. Greedy with penalty 5: 2/5=0.4 < 0.5, so row 3 wins.
@@ -249,7 +249,7 @@ def test_repetition_penalty_divides_positive_multiplies_negative_once_per_row(sa
     np.testing.assert_allclose(p[[1, 2, 3]], expected, rtol=PROB_RTOL)
 
 
-def test_greedy_picks_the_first_of_tied_maxima_and_reports_raw_logprob(sampler: core.Sampler) -> None:
+def test_greedy_picks_the_first_of_tied_maxima_and_reports_raw_logprob(sampler: core.testing.Sampler) -> None:
     logits = random_logits(6)
     logits[[7, 70]] = logits.max() + 2.0
     rows, logprobs = sampler.sample(logits[None], [[]], np.array([0], np.uint64), np.array([0]),
@@ -276,26 +276,26 @@ def test_greedy_picks_the_first_of_tied_maxima_and_reports_raw_logprob(sampler: 
         ),
     ],
 )
-def test_degenerate_logits_raise_clear_errors(sampler: core.Sampler, logits_fn, options, message: str) -> None:
+def test_degenerate_logits_raise_clear_errors(sampler: core.testing.Sampler, logits_fn, options, message: str) -> None:
     logits = logits_fn(random_logits(7))
     with pytest.raises(InputError, match=message):
         sampler.sample(logits[None], [[]], np.array([0], np.uint64), np.array([0]), to_core(options))
 
 
-def test_only_end_left_after_min_new_tokens_is_chosen(sampler: core.Sampler) -> None:
+def test_only_end_left_after_min_new_tokens_is_chosen(sampler: core.testing.Sampler) -> None:
     logits = np.where(np.arange(ROWS) == END, 1.0, -np.inf).astype(np.float32)
     rows, logprobs = sampler.sample(logits[None], [[]], np.array([0], np.uint64), np.array([3]),
                                     core.SamplingOptions(min_new_tokens=3, top_p=0.5, top_k=2))
     assert rows[0] == END and logprobs[0] == 0.0
 
 
-def test_history_rows_out_of_range_are_rejected(sampler: core.Sampler) -> None:
+def test_history_rows_out_of_range_are_rejected(sampler: core.testing.Sampler) -> None:
     with pytest.raises(InputError, match="history row 65537 outside"):
         sampler.sample(random_logits(0)[None], [[65537]], np.array([0], np.uint64), np.array([0]),
                        core.SamplingOptions(repetition_penalty=1.1))
 
 
-def test_logits_shape_is_checked(sampler: core.Sampler) -> None:
+def test_logits_shape_is_checked(sampler: core.testing.Sampler) -> None:
     with pytest.raises(InputError, match=r"shape \[batch, 65537\], got \[1, 100\]"):
         sampler.sample(np.zeros((1, 100), np.float32), [[]], np.array([0], np.uint64), np.array([0]),
                        core.SamplingOptions())
@@ -311,7 +311,7 @@ def test_draws_depend_only_on_seed_uid_and_step() -> None:
     histories = [history_for(b, logits[b]) for b in range(batch)]
     uids = np.arange(batch, dtype=np.uint64) + 11
     steps = np.arange(batch, dtype=np.int64) * 3
-    one = core.Sampler(rows=ROWS, threads=1)
+    one = core.testing.Sampler(rows=ROWS, threads=1)
     rows, logprobs = one.sample(logits, histories, uids, steps, o)
     # Run to run.
     again, _ = one.sample(logits, histories, uids, steps, o)
@@ -323,7 +323,7 @@ def test_draws_depend_only_on_seed_uid_and_step() -> None:
     # Reversed order, and with 2 or 3 threads.
     perm = np.arange(batch)[::-1]
     for threads in (1, 2, 3):
-        s = core.Sampler(rows=ROWS, threads=threads)
+        s = core.testing.Sampler(rows=ROWS, threads=threads)
         got, got_lp = s.sample(logits[perm], [histories[i] for i in perm], uids[perm], steps[perm], o)
         np.testing.assert_array_equal(got, rows[perm])
         np.testing.assert_array_equal(got_lp, logprobs[perm])
@@ -361,7 +361,7 @@ def test_bad_options_raise_value_errors_naming_option_and_range(kwargs: dict, me
     for key, value in kwargs.items():
         setattr(o, key, value)
     with pytest.raises(InputError, match=message):
-        core.Sampler(rows=ROWS).sample(random_logits(0)[None], [[]], np.array([0], np.uint64), np.array([0]), o)
+        core.testing.Sampler(rows=ROWS).sample(random_logits(0)[None], [[]], np.array([0], np.uint64), np.array([0]), o)
 
 
 def test_options_are_keyword_only() -> None:
@@ -369,7 +369,7 @@ def test_options_are_keyword_only() -> None:
         core.SamplingOptions(0.5)  # type: ignore[misc]
 
 
-def test_a_temperature_so_small_that_logits_overflow_is_rejected(sampler: core.Sampler) -> None:
+def test_a_temperature_so_small_that_logits_overflow_is_rejected(sampler: core.testing.Sampler) -> None:
     with pytest.raises(InputError, match="overflows the float32 logits; use a larger temperature, or 0 for greedy"):
         sampler.sample(random_logits(0)[None], [[]], np.array([0], np.uint64), np.array([0]),
                        core.SamplingOptions(temperature=1e-40))

@@ -1,13 +1,18 @@
 // llasa-rt: what this build of the core contains.
 #include "llasa_rt/build_info.h"
 
+// Set (to 1) only by a build that compiles a TensorRT backend into the core; there is none yet.
+#ifndef LLASA_RT_TENSORRT_BACKEND
+#define LLASA_RT_TENSORRT_BACKEND 0
+#endif
+
 namespace llasa_rt {
 
 BuildInfo GetBuildInfo() {
   BuildInfo info;
   info.version = LLASA_RT_VERSION;
   info.compiler = LLASA_RT_COMPILER;
-  info.tensorrt = LLASA_RT_HAVE_TENSORRT != 0;
+  info.tensorrt = LLASA_RT_TENSORRT_BACKEND != 0;
   return info;
 }
 

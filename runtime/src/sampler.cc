@@ -13,8 +13,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "llasa_rt/counter_rng.h"
+#include "counter_rng.h"
 #include "sampler_kernels.h"
+#include "thread_pool.h"
 
 namespace llasa_rt {
 
@@ -88,12 +89,18 @@ struct Sampler::BatchJob {
   SampleResult *results;
 };
 
-Sampler::Sampler(int rows, int threads) : rows_(rows), pool_(threads) {
+Sampler::Sampler(int rows, int threads) : rows_(rows), pool_(std::make_unique<ThreadPool>(threads)) {
   if (rows < 2) throw std::invalid_argument("Sampler rows must be >= 2 (codes + END), got " + std::to_string(rows));
-  for (int w = 0; w < pool_.size(); ++w) scratch_.push_back(std::make_unique<Scratch>(rows));
+  for (int w = 0; w < pool_->size(); ++w) scratch_.push_back(std::make_unique<Scratch>(rows));
 }
 
 Sampler::~Sampler() = default;
+
+int Sampler::threads() const { return pool_->size(); }
+
+double Sampler::UniformDraw(uint64_t seed, uint64_t uid, uint64_t step) {
+  return ::llasa_rt::UniformDraw(seed, uid, step);
+}
 
 void Sampler::RunTask(void *context, int task, int worker) {
   auto *job = static_cast<BatchJob *>(context);
@@ -126,7 +133,7 @@ void Sampler::Sample(const SampleRequest *requests, int batch, const SamplingOpt
   BusyGuard guard(busy_);
   options.Validate();
   BatchJob job{this, requests, &options, results};
-  pool_.Run(batch, &Sampler::RunTask, &job);
+  pool_->Run(batch, &Sampler::RunTask, &job);
 }
 
 void Sampler::Distribution(const SampleRequest &request, const SamplingOptions &options, double *probabilities) {
@@ -293,7 +300,7 @@ SampleResult Sampler::SampleOne(const SampleRequest &q, const SamplingOptions &o
   // Inverse CDF in row order: the first row whose cumulative weight exceeds u * total. Whole blocks are skipped
   // by their sums, then the block holding the target is walked row by row.
   const double final_total = kernels::Sum(w, n);
-  const double target = UniformDraw(o.seed, q.uid, q.step) * final_total;
+  const double target = ::llasa_rt::UniformDraw(o.seed, q.uid, q.step) * final_total;
   constexpr int kDrawBlock = 1024;
   double cumulative = 0.0;
   int start = 0;

@@ -44,6 +44,25 @@ __attribute__((always_inline)) inline float ExpNonPositive(float x) {
 // vectorise without reassociating floating-point sums; lanes are combined (in double) at the end.
 constexpr int kLanes = 16;
 
+// sum_i op(x[i]) in double: kLanes float partial sums over blocks of at most kBlock elements (bounded rounding),
+// each block's lanes then added to the double total; the tail (< kLanes elements) is added element by element.
+// Inlined into each caller, so the caller's instruction-set clone also vectorises `op`.
+template <typename Op>
+__attribute__((always_inline)) inline double BlockedSum(const float *x, int n, Op op) {
+  double total = 0.0;
+  int i = 0;
+  while (i + kLanes <= n) {
+    float acc[kLanes] = {};
+    const int block_end = i + kBlock <= n ? i + kBlock : n - (n - i) % kLanes;
+    for (; i < block_end; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) acc[j] += op(x[i + j]);
+    }
+    for (int j = 0; j < kLanes; ++j) total += acc[j];
+  }
+  for (; i < n; ++i) total += op(x[i]);
+  return total;
+}
+
 LLASA_RT_CLONES float MaxChecked(const float *x, int n, bool *invalid) {
   float m[kLanes];
   int bad[kLanes];
@@ -87,19 +106,11 @@ LLASA_RT_CLONES float Max(const float *x, int n) {
 }
 
 LLASA_RT_CLONES double SumExp(const float *x, int n, float shift) {
-  double total = 0.0;
-  int i = 0;
-  while (i + kLanes <= n) {
-    // Float lanes over a block (bounded rounding), then into the double total.
-    float acc[kLanes] = {};
-    const int block_end = i + kBlock <= n ? i + kBlock : n - (n - i) % kLanes;
-    for (; i < block_end; i += kLanes) {
-      for (int j = 0; j < kLanes; ++j) acc[j] += ExpNonPositive(x[i + j] - shift);
-    }
-    for (int j = 0; j < kLanes; ++j) total += acc[j];
-  }
-  for (; i < n; ++i) total += ExpNonPositive(x[i] - shift);
-  return total;
+  return BlockedSum(x, n, [shift](float v) __attribute__((always_inline)) { return ExpNonPositive(v - shift); });
+}
+
+LLASA_RT_CLONES double Sum(const float *w, int n) {
+  return BlockedSum(w, n, [](float v) __attribute__((always_inline)) { return v; });
 }
 
 LLASA_RT_CLONES double ExpWeights(const float *s, int n, float shift, float *w) {
@@ -113,21 +124,6 @@ LLASA_RT_CLONES void Divide(float *s, int n, float divisor) {
 
 LLASA_RT_CLONES void MaskBelow(float *s, int n, float threshold) {
   for (int i = 0; i < n; ++i) s[i] = s[i] < threshold ? -kInf : s[i];
-}
-
-LLASA_RT_CLONES double Sum(const float *w, int n) {
-  double total = 0.0;
-  int i = 0;
-  while (i + kLanes <= n) {
-    float acc[kLanes] = {};
-    const int block_end = i + kBlock <= n ? i + kBlock : n - (n - i) % kLanes;
-    for (; i < block_end; i += kLanes) {
-      for (int j = 0; j < kLanes; ++j) acc[j] += w[i + j];
-    }
-    for (int j = 0; j < kLanes; ++j) total += acc[j];
-  }
-  for (; i < n; ++i) total += w[i];
-  return total;
 }
 
 LLASA_RT_CLONES void WeightBuckets(const float *w, int n, uint8_t *bucket) {

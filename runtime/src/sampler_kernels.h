@@ -13,7 +13,8 @@ namespace kernels {
 float MaxChecked(const float *x, int n, bool *invalid);
 // Max of x[0, n) (no NaN present).
 float Max(const float *x, int n);
-// sum_i exp(x[i] - shift).
+// sum_i exp(x[i] - shift). SumExp and Sum are the same blocked reduction (float lanes per block, blocks added in
+// double) with a different element operation.
 double SumExp(const float *x, int n, float shift);
 // w[i] = exp(s[i] - shift); returns the sum.
 double ExpWeights(const float *s, int n, float shift, float *w);

@@ -1,5 +1,5 @@
 // llasa-rt: a tiny fixed thread pool.
-#include "llasa_rt/thread_pool.h"
+#include "thread_pool.h"
 
 #include <stdexcept>
 #include <string>

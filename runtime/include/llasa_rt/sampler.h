@@ -10,9 +10,10 @@
 #include <vector>
 
 #include "llasa_rt/sampling_options.h"
-#include "llasa_rt/thread_pool.h"
 
 namespace llasa_rt {
+
+class ThreadPool;  // Internal (runtime/src/thread_pool.h).
 
 // What the sampler needs to know about one candidate at one step.
 struct SampleRequest {
@@ -42,7 +43,7 @@ class Sampler {
 
   int rows() const { return rows_; }
   int end_row() const { return rows_ - 1; }
-  int threads() const { return pool_.size(); }
+  int threads() const;
 
   // Samples one row per request. Results depend only on each request, never on batch size, order or threads.
   // One call at a time per Sampler (it owns the scratch buffers); a concurrent call throws std::logic_error.
@@ -54,6 +55,10 @@ class Sampler {
   // greedy gives a one-hot vector at the argmax. For tests and inspection.
   void Distribution(const SampleRequest &request, const SamplingOptions &options, double *probabilities);
 
+  // The uniform number in [0, 1) that Sample draws for candidate `uid` at step `step` under `seed`: a pure
+  // function of the three (counter-based), so tests can reproduce every draw.
+  static double UniformDraw(uint64_t seed, uint64_t uid, uint64_t step);
+
  private:
   struct Scratch;
   struct BatchJob;
@@ -62,7 +67,7 @@ class Sampler {
                          double *probabilities);
 
   int rows_;
-  ThreadPool pool_;
+  std::unique_ptr<ThreadPool> pool_;
   std::vector<std::unique_ptr<Scratch>> scratch_;  // One per worker.
   std::atomic<bool> busy_{false};                  // A Sample / Distribution call is running.
 };

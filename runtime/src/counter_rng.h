@@ -1,5 +1,6 @@
-// llasa-rt: a counter-based random number generator. A draw is a pure function of (seed, uid, step), so a
-// candidate samples the same tokens whatever the batch size, thread count or order of candidates.
+// llasa-rt (internal): a counter-based random number generator. A draw is a pure function of (seed, uid, step),
+// so a candidate samples the same tokens whatever the batch size, thread count or order of candidates.
+// Public callers reach it through Sampler::UniformDraw.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// llasa-rt: a tiny fixed thread pool for data-parallel loops (sampling many candidates per step).
+// llasa-rt (internal): a tiny fixed thread pool for data-parallel loops (sampling many candidates per step).
 // Run() neither allocates nor creates threads; the calling thread works too.
 #pragma once
 
