@@ -19,6 +19,7 @@ import numpy as np
 from codec_setup import add_common_arguments, codec_bundle, codec_checkpoint, work_dir
 
 from llasa_rt.codec import CodecDecoder, StreamingConfig
+from llasa_rt.layout import LLASA_TOKENS
 
 
 def best_time(fn, repeats: int) -> float:
@@ -66,7 +67,8 @@ def main() -> None:
     args = ap.parse_args()
     work = work_dir(args.work)
     checkpoint = codec_checkpoint(args.codec, work)
-    codes = np.random.default_rng(0).integers(0, 65536, size=int(args.seconds * 50)).astype(np.int32)
+    frames = int(args.seconds * 50)
+    codes = np.random.default_rng(0).integers(0, LLASA_TOKENS.speech_count, size=frames).astype(np.int32)
     audio_s = len(codes) * 320 / 16000
 
     rows: dict[str, float] = {}

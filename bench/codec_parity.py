@@ -19,6 +19,7 @@ from codec_setup import add_common_arguments, codec_bundle, codec_checkpoint, wo
 
 from llasa_rt.codec import CodecDecoder
 from llasa_rt.export.codec import snr_db
+from llasa_rt.layout import LLASA_TOKENS
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for t in (1, 7, 100, 500):
         for b in (1, 2):
-            codes = rng.integers(0, 65536, size=(b, 1, t)).astype(np.int32)
+            codes = rng.integers(0, LLASA_TOKENS.speech_count, size=(b, 1, t)).astype(np.int32)
             expected = ref.decode_code(torch.from_numpy(codes).long()).numpy()
             row = [snr_db(expected, decoders[p].decode(codes)) for p in ("fp32", "fp16")]
             print(f"| {t} | {b} | {row[0]:.1f} | {row[1]:.1f} |", flush=True)

@@ -19,6 +19,7 @@ from codec_setup import add_common_arguments, codec_bundle, codec_checkpoint, wo
 
 from llasa_rt.codec import CodecDecoder, StreamingConfig
 from llasa_rt.export.codec import snr_db
+from llasa_rt.layout import LLASA_TOKENS
 
 
 def worst_frame_snr(ref: np.ndarray, test: np.ndarray, hop: int = 320) -> float:
@@ -36,7 +37,8 @@ def main() -> None:
     work = work_dir(args.work)
     bundle = codec_bundle(codec_checkpoint(args.codec, work), work, "fp32")
     dec = CodecDecoder(bundle, num_threads=args.threads)
-    codes = np.random.default_rng(args.seed).integers(0, 65536, size=int(args.seconds * 50)).astype(np.int32)
+    frames = int(args.seconds * 50)
+    codes = np.random.default_rng(args.seed).integers(0, LLASA_TOKENS.speech_count, size=frames).astype(np.int32)
     whole = dec.decode(codes)
     print(f"{len(codes)} frames ({args.seconds:g} s), streamed vs whole decoding, SNR in dB (worst 20 ms frame)")
     print("| chunk | left context | look-ahead | SNR dB | worst frame dB |")

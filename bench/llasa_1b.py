@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from llasa_rt.layout import LLASA_TOKENS
+
 OUT = Path(__file__).resolve().parent / "out"
 
 
@@ -41,7 +43,8 @@ def transformers_decode(ckpt: Path, prompt, tokens: int, threads: int, sample: b
     torch.set_num_threads(threads)
     model = LlamaForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32).eval()
     ids = torch.as_tensor(prompt)[None]
-    kw = dict(attention_mask=torch.ones_like(ids), pad_token_id=128261, eos_token_id=None, do_sample=sample,
+    kw = dict(attention_mask=torch.ones_like(ids), pad_token_id=LLASA_TOKENS.end_id, eos_token_id=None,
+              do_sample=sample,
               **(dict(temperature=0.8, top_p=1.0) if sample else {}))
     with torch.no_grad():
         t0 = time.perf_counter()

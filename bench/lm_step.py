@@ -18,22 +18,23 @@ Needs the export extra (torch, transformers). About 10 minutes and 9 GB of RAM o
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from child import emit, run_child
 from llasa_1b import OUT, bundle, checkpoint, transformers_decode
 from llasa_1b import vm_hwm_gb as peak_rss_gb
+
+from llasa_rt.layout import LLASA_TOKENS
 
 PROMPT_LEN = 60
 
 
 def prompt_ids() -> np.ndarray:
     rng = np.random.default_rng(0)
-    return np.concatenate([[128000], rng.integers(0, 128000, PROMPT_LEN - 2), [128260]]).astype(np.int64)[None]
+    ids = [[128000], rng.integers(0, 128000, PROMPT_LEN - 2), [LLASA_TOKENS.start_id]]  # BOS, text, START
+    return np.concatenate(ids).astype(np.int64)[None]
 
 
 def child_transformers(ckpt: Path, tokens: int, threads: int) -> dict:
@@ -49,16 +50,13 @@ def child_onnx(bundle: Path, tokens: int, threads: int) -> dict:
         t0 = time.perf_counter()
         logits = lm.step(ids)
         times.append(time.perf_counter() - t0)
-        ids = np.array([[128264 + int(np.argmax(logits[0, :65536]))]], np.int64)
+        ids = LLASA_TOKENS.code_to_token(np.array([[int(np.argmax(logits[0, :LLASA_TOKENS.speech_count]))]]))
     return {"decode_tok_s": tokens / sum(times[1:]), "prefill_s": times[0], "peak_rss_gb": peak_rss_gb()}
 
 
-def run_child(kind: str, path: Path, tokens: int, threads: int) -> dict:
-    r = subprocess.run([sys.executable, __file__, "--child", kind, "--path", str(path), "--tokens", str(tokens),
-                        "--threads", str(threads)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"{kind} failed:\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+def run(kind: str, path: Path, tokens: int, threads: int) -> dict:
+    return run_child(__file__, ["--child", kind, "--path", str(path), "--tokens", str(tokens), "--threads",
+                                str(threads)])
 
 
 def main() -> None:
@@ -70,19 +68,19 @@ def main() -> None:
     ap.add_argument("--path")
     a = ap.parse_args()
     if a.child == "transformers":
-        print(json.dumps(child_transformers(Path(a.path), a.tokens, a.threads)))
+        emit(child_transformers(Path(a.path), a.tokens, a.threads))
         return
     if a.child == "onnx":
-        print(json.dumps(child_onnx(Path(a.path), a.tokens, a.threads)))
+        emit(child_onnx(Path(a.path), a.tokens, a.threads))
         return
 
     out = Path(a.out)
     ckpt = checkpoint(out)
     bundles = {precision: bundle(precision, out) for precision in ("fp32", "int4")}
 
-    rows = [("transformers fp32 generate", run_child("transformers", ckpt, a.tokens, a.threads))]
+    rows = [("transformers fp32 generate", run("transformers", ckpt, a.tokens, a.threads))]
     for precision, b in bundles.items():
-        rows.append((f"llasa-rt {precision} graph, ORT loop", run_child("onnx", b, a.tokens, a.threads)))
+        rows.append((f"llasa-rt {precision} graph, ORT loop", run("onnx", b, a.tokens, a.threads)))
     base = rows[0][1]["decode_tok_s"]
     print(f"\nLlasa-1B shape, random weights, {PROMPT_LEN}-token prompt, {a.tokens} decode steps, {a.threads} threads")
     print(f"{'path':34s} {'decode tok/s':>12s} {'vs transformers':>16s} {'prefill s':>10s} {'peak RSS GB':>12s}")

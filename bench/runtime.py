@@ -21,13 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from child import emit, run_child
 from llasa_1b import OUT, bundle, checkpoint, transformers_decode, vm_hwm_gb
+
+from llasa_rt.layout import LLASA_TOKENS, LmIo
+
+T = LLASA_TOKENS
 
 PROMPT_LEN = 60
 CANDIDATES = (1, 2, 4, 8)
@@ -35,7 +38,8 @@ CANDIDATES = (1, 2, 4, 8)
 
 def prompt_ids() -> np.ndarray:
     rng = np.random.default_rng(0)
-    return np.concatenate([[128000], rng.integers(0, 128000, PROMPT_LEN - 2), [128260]]).astype(np.int64)
+    ids = [[128000], rng.integers(0, 128000, PROMPT_LEN - 2), [LLASA_TOKENS.start_id]]  # BOS, text, START
+    return np.concatenate(ids).astype(np.int64)
 
 
 def child_llasa_rt(b: Path, tokens: int, threads: int) -> dict:
@@ -45,10 +49,11 @@ def child_llasa_rt(b: Path, tokens: int, threads: int) -> dict:
     out = {}
     prompt = prompt_ids()
     for n in CANDIDATES:
-        generator = engine._ensure_slots(n)
-        opts, _ = engine._options({"max_new_tokens": tokens, "min_new_tokens": tokens}, 1)
+        generator = engine.lm.generator(n)
+        opts, _ = engine.sampling_options(
+            llasa_rt.GenerationOptions(max_new_tokens=tokens, min_new_tokens=tokens, seed=1), engine.max_context)
         generator.generate(prompt, options=opts, num_candidates=n)  # warm-up: ORT picks kernels per batch size
-        ort_backend = engine._backend
+        ort_backend = engine.lm.backend
         ort_backend.profile, ort_backend.run_seconds = True, []
         res = generator.generate(prompt, options=opts, num_candidates=n)
         ort_backend.profile = False
@@ -88,7 +93,7 @@ def child_og(b: Path, tokens: int, threads: int) -> dict:
                                    name="/lm_head/og/Unsqueeze"))
     out = next(o for o in g.output if o.name == "logits")
     out.type.tensor_type.shape.ClearField("dim")
-    for d in ("batch_size", 1, m.get("head_rows", 65537)):
+    for d in ("batch_size", 1, LLASA_TOKENS.head_rows):
         dim = out.type.tensor_type.shape.dim.add()
         if isinstance(d, str):
             dim.dim_param = d
@@ -99,18 +104,18 @@ def child_og(b: Path, tokens: int, threads: int) -> dict:
         os.link(b / "lm.onnx.data", data)
     onnx.save(model, str(folder / "lm.onnx"))
     (folder / "genai_config.json").write_text(json.dumps({
-        "model": {"bos_token_id": 128000, "context_length": m["max_context"], "eos_token_id": 65536,
-                  "pad_token_id": 65536, "type": "llama", "vocab_size": 65537, "decoder": {
+        "model": {"bos_token_id": 128000, "context_length": m["max_context"], "eos_token_id": T.end_row,
+                  "pad_token_id": T.end_row, "type": "llama", "vocab_size": T.head_rows, "decoder": {
                       "session_options": {"log_id": "onnxruntime-genai", "provider_options": [],
                                           "intra_op_num_threads": threads},
                       "filename": "lm.onnx", "head_size": m["head_dim"], "hidden_size": m["hidden_size"],
                       "num_attention_heads": m["num_attention_heads"], "num_hidden_layers": m["num_layers"],
                       "num_key_value_heads": m["num_kv_heads"],
-                      "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask",
-                                 "position_ids": "position_ids", "past_key_names": "past_key_values.%d.key",
-                                 "past_value_names": "past_key_values.%d.value"},
-                      "outputs": {"logits": "logits", "present_key_names": "present.%d.key",
-                                  "present_value_names": "present.%d.value"}}},
+                      "inputs": {"input_ids": LmIo.INPUT_IDS, "attention_mask": LmIo.ATTENTION_MASK,
+                                 "position_ids": LmIo.POSITION_IDS, "past_key_names": LmIo.past("%d", "key"),
+                                 "past_value_names": LmIo.past("%d", "value")},
+                      "outputs": {"logits": LmIo.LOGITS, "present_key_names": LmIo.present("%d", "key"),
+                                  "present_value_names": LmIo.present("%d", "value")}}},
         "search": {"do_sample": False, "max_length": m["max_context"], "min_length": 0, "num_beams": 1,
                    "num_return_sequences": 1, "past_present_share_buffer": True, "repetition_penalty": 1.0,
                    "temperature": 1.0, "top_k": 1, "top_p": 1.0}}, indent=1))
@@ -137,13 +142,9 @@ def child_transformers(ckpt: Path, tokens: int, threads: int) -> dict:
 CHILDREN = {"llasa_rt": child_llasa_rt, "og": child_og, "transformers": child_transformers}
 
 
-def run_child(kind: str, path: Path, tokens: int, threads: int) -> dict:
-    r = subprocess.run([sys.executable, __file__, "--child", kind, "--path", str(path), "--tokens", str(tokens),
-                        "--threads", str(threads)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"{kind} failed:\n{r.stderr[-4000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1], object_hook=lambda d: {
-        (int(k) if k.isdigit() else k): v for k, v in d.items()})
+def run(kind: str, path: Path, tokens: int, threads: int) -> dict:
+    return run_child(__file__, ["--child", kind, "--path", str(path), "--tokens", str(tokens), "--threads",
+                                str(threads)])
 
 
 def main() -> None:
@@ -157,13 +158,13 @@ def main() -> None:
     ap.add_argument("--path")
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(CHILDREN[a.child](Path(a.path), a.tokens, a.threads)))
+        emit(CHILDREN[a.child](Path(a.path), a.tokens, a.threads))
         return
 
     b = Path(a.bundle) if a.bundle else bundle(a.precision)
-    ours = run_child("llasa_rt", b, a.tokens, a.threads)
-    og_res = run_child("og", b, a.tokens, a.threads)
-    hf = None if a.skip_transformers else run_child("transformers", checkpoint(OUT), a.tokens, a.threads)
+    ours = run("llasa_rt", b, a.tokens, a.threads)
+    og_res = run("og", b, a.tokens, a.threads)
+    hf = None if a.skip_transformers else run("transformers", checkpoint(OUT), a.tokens, a.threads)
 
     one = ours[1]["agg_tok_s"]
     lm = json.loads((b / "manifest.json").read_text())["graphs"]["lm"]

@@ -23,8 +23,9 @@ import time
 import numpy as np
 
 from llasa_rt import _core as core
+from llasa_rt.layout import LLASA_TOKENS
 
-ROWS = 65537
+ROWS = LLASA_TOKENS.head_rows
 
 OPTIONS = {
     "greedy": {"temperature": 0.0},
@@ -80,7 +81,7 @@ def bench_sampler(repeats: int) -> None:
     print("\n## Sampler: one step over 65,537 rows (median ms)\n")
     print("| logits | options | batch | core 1 thread | core 2 threads | transformers+torch | ratio (1 thread) |")
     print("|---|---|---|---|---|---|---|")
-    samplers = {t: core.Sampler(rows=ROWS, threads=t) for t in (1, 2)}
+    samplers = {t: core.testing.Sampler(rows=ROWS, threads=t) for t in (1, 2)}
     for kind in ("flat", "peaked"):
         for name, options in OPTIONS.items():
             o = core.SamplingOptions(seed=1, **options)
@@ -114,7 +115,7 @@ def bench_loop(steps: int) -> None:
     print("| options | candidates | core's own time | forward call (GIL + Python) | Python loop + transformers "
           "sampling | ratio |")
     print("|---|---|---|---|---|---|")
-    prompt = [128000, 9906, 128260]
+    prompt = [128000, 9906, LLASA_TOKENS.start_id]
     for name in ("greedy", "top-p 0.95 (T 0.8)"):
         options = OPTIONS[name]
         for n in (1, 8):
@@ -125,7 +126,9 @@ def bench_loop(steps: int) -> None:
             logits[:, -1] = -np.inf  # No END: every run lasts `steps` tokens.
             buffers.logits[...] = logits
             backend = TrivialBackend(cache, buffers)
-            generator = core.Generator(backend)
+            generator = core.Generator(backend, core.GeneratorConfig(
+                speech_token_base=LLASA_TOKENS.speech_base_id, num_speech_tokens=LLASA_TOKENS.speech_count,
+                end_token_id=LLASA_TOKENS.end_id))
             o = core.SamplingOptions(seed=1, max_new_tokens=steps, **options)
             t = generator.generate(prompt, options=o, num_candidates=n).timings
             core_ms = statistics.median(t.core_seconds) * 1e3
@@ -139,7 +142,7 @@ def bench_loop(steps: int) -> None:
             per_step = []
             for step in range(min(steps, 100)):
                 start = time.perf_counter()
-                ids = tokens + 128264
+                ids = LLASA_TOKENS.code_to_token(tokens)
                 backend.forward(ids, len(prompt) + step, buffers.logits[:n])
                 chosen = hf(history, scores_view.clone()).numpy()
                 tokens = chosen[:, None].astype(np.int64)

@@ -19,14 +19,15 @@ Needs the export extra and, for the official path's decoder, `bash .ci/extras.sh
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from child import emit, run_child
 from codec_setup import codec_checkpoint
 from llasa_1b import OUT, checkpoint
+
+from llasa_rt.layout import LLASA_TOKENS as T
 
 TEXT = "The quick brown fox jumps over the lazy dog, and the children watch from the garden."
 
@@ -65,8 +66,8 @@ def child_official(tokens: int, threads: int) -> dict:
     ids = ids["input_ids"] if hasattr(ids, "keys") else ids
     with torch.no_grad():
         out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens,
-                             do_sample=True, temperature=0.8, top_p=1.0, eos_token_id=128261, pad_token_id=128261)
-        codes = (out[0, ids.shape[1]:] - 128264).clamp(0, 65535)
+                             do_sample=True, temperature=0.8, top_p=1.0, eos_token_id=T.end_id, pad_token_id=T.end_id)
+        codes = (out[0, ids.shape[1]:] - T.speech_base_id).clamp(0, T.speech_count - 1)
         lm_s = time.perf_counter() - t0
         audio = codec.decode_code(codes[None, None])
     total = time.perf_counter() - t0
@@ -96,13 +97,6 @@ def child_llasa_rt(bundle: str, tokens: int, threads: int) -> dict:
             "stream_audio_s": samples / 16000, "load_s": load_s}
 
 
-def run_child(args: list[str]) -> dict:
-    r = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"{args[:2]} failed:\n{r.stderr[-4000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0, help="audio to generate (50 codes per second)")
@@ -114,18 +108,18 @@ def main() -> None:
     a = ap.parse_args()
     tokens = int(a.seconds * 50)
     if a.child == "official":
-        print(json.dumps(child_official(tokens, a.threads)))
+        emit(child_official(tokens, a.threads))
         return
     if a.child == "llasa_rt":
-        print(json.dumps(child_llasa_rt(a.bundle, tokens, a.threads)))
+        emit(child_llasa_rt(a.bundle, tokens, a.threads))
         return
 
     b = bundle_with_codec(a.precision)
     common = ["--seconds", str(a.seconds), "--threads", str(a.threads)]
-    ours = run_child(["--child", "llasa_rt", "--bundle", str(b), *common])
+    ours = run_child(__file__, ["--child", "llasa_rt", "--bundle", str(b), *common])
     rows = [(f"llasa-rt Engine.speak ({a.precision})", ours)]
     if not a.skip_official:
-        rows.insert(0, ("official: transformers fp32 + xcodec2", run_child(["--child", "official", *common])))
+        rows.insert(0, ("official: transformers fp32 + xcodec2", run_child(__file__, ["--child", "official", *common])))
     base = rows[0][1]
     print(f"\nText to speech, {tokens} codes ({a.seconds:g} s of audio), random weights with the real shapes "
           f"(Llasa-1B + X-Codec2), {a.threads} threads")

@@ -17,11 +17,11 @@ void BindGenerator(py::module_ &m) {
   BindOptions<G>(m, "GeneratorConfig",
                  "Where the speech tokens are in the vocabulary, and the sampler's threads. Keyword-only; invalid "
                  "values raise InputError.",
-                 Optional("speech_token_base", &G::speech_token_base,
+                 Required("speech_token_base", &G::speech_token_base,
                           "Token id of speech code 0 (<|s_0|>); code c is token speech_token_base + c."),
-                 Optional("num_speech_tokens", &G::num_speech_tokens,
+                 Required("num_speech_tokens", &G::num_speech_tokens,
                           "Speech codes; a backend's logits rows are these plus END, last."),
-                 Optional("end_token_id", &G::end_token_id, "Id of the <|SPEECH_GENERATION_END|> token (END)."),
+                 Required("end_token_id", &G::end_token_id, "Id of the <|SPEECH_GENERATION_END|> token (END)."),
                  Optional("sampler_threads", &G::sampler_threads,
                           "Threads sampling a step's candidates; results are the same for any count."));
 
@@ -51,7 +51,7 @@ void BindGenerator(py::module_ &m) {
   py::class_<Generator>(m, "Generator",
                         "The decode loop over a Backend: the prompt once, then steps over the live candidates, "
                         "without allocating per step.")
-      .def(py::init<Backend &, const GeneratorConfig &>(), py::arg("backend"), py::arg("config") = GeneratorConfig(),
+      .def(py::init<Backend &, const GeneratorConfig &>(), py::arg("backend"), py::arg("config"),
            py::keep_alive<1, 2>(), "Raises InputError unless the backend's logits rows are num_speech_tokens + 1.")
       .def_property_readonly("config", &Generator::config, py::return_value_policy::copy,
                              "The GeneratorConfig it was made with (a copy: changing it changes nothing).")

@@ -59,7 +59,7 @@ void BindSampler(py::module_ &testing) {
   py::class_<Sampler>(testing, "Sampler",
                       "The decode loop's sampler on its own: one row per logits row, drawn as SamplingOptions say. "
                       "A draw depends only on (seed, uid, step), not on the batch, its order or the threads.")
-      .def(py::init<int, int>(), py::kw_only(), py::arg("rows") = 65537, py::arg("threads") = 1,
+      .def(py::init<int, int>(), py::kw_only(), py::arg("rows"), py::arg("threads") = 1,
            "`rows` logits per request, END last; `threads` share a batch.")
       .def_property_readonly("rows", &Sampler::rows, "Logits per request.")
       .def_property_readonly("threads", &Sampler::threads, "Threads sharing a batch, the caller's included.")

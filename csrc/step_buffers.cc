@@ -22,7 +22,7 @@ void BindStepBuffers(py::module_ &m) {
   py::class_<StepBuffers>(m, "StepBuffers",
                           "A backend's inputs and outputs, allocated once by the core. A step with `batch` rows "
                           "of `seq_len` tokens uses the first batch * seq_len ids and the first `batch` logits rows.")
-      .def(py::init<const KvCache &, int>(), py::arg("cache"), py::kw_only(), py::arg("rows") = 65537,
+      .def(py::init<const KvCache &, int>(), py::arg("cache"), py::kw_only(), py::arg("rows"),
            "Sized for `cache` (its slots and max_seq_len) and `rows` logits per row (speech codes + END).")
       .def_property_readonly("slots", &StepBuffers::slots, "Rows of the largest step (the cache's slots).")
       .def_property_readonly("max_seq_len", &StepBuffers::max_seq_len, "Longest step (the cache's max_seq_len).")

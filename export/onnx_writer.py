@@ -15,7 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 INLINE_LIMIT = 1024  # bytes: smaller tensors are stored inside the .onnx file
-ALIGN = 65536  # byte alignment of large tensors in the data file (lets ONNX Runtime memory-map them)
+ALIGN = 1 << 16  # byte alignment of large tensors in the data file (lets ONNX Runtime memory-map them)
 
 NP_TO_ONNX = {
     np.dtype(np.float32): TensorProto.FLOAT,

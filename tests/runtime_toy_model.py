@@ -11,11 +11,12 @@ import numpy as np
 import runtime_sampler_reference as ref
 
 from llasa_rt import _core as core
+from llasa_rt.layout import LLASA_TOKENS
 
-SPEECH_BASE = 128264
-NUM_SPEECH = 65536
-END_ID = 128261
-ROWS = NUM_SPEECH + 1
+SPEECH_BASE = LLASA_TOKENS.speech_base_id
+NUM_SPEECH = LLASA_TOKENS.speech_count
+END_ID = LLASA_TOKENS.end_id
+ROWS = LLASA_TOKENS.head_rows
 
 
 class ToyModel:
@@ -105,7 +106,9 @@ def make_generator(
     )
     buffers = core.StepBuffers(cache, rows=ROWS)
     backend = ToyBackend(model, cache, buffers)
-    generator = core.Generator(backend, core.GeneratorConfig(sampler_threads=sampler_threads))
+    config = core.GeneratorConfig(speech_token_base=SPEECH_BASE, num_speech_tokens=NUM_SPEECH, end_token_id=END_ID,
+                                  sampler_threads=sampler_threads)
+    generator = core.Generator(backend, config)
     return generator, backend
 
 

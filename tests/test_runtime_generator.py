@@ -10,7 +10,7 @@ import runtime_sampler_reference as ref
 from llasa_rt import InputError
 from llasa_rt import _core as core
 
-from runtime_toy_model import END_ID, SPEECH_BASE, ToyModel, make_generator, reference_generate
+from runtime_toy_model import END_ID, NUM_SPEECH, SPEECH_BASE, ToyModel, make_generator, reference_generate
 
 # A Llasa-like prompt: text tokens, then a few voice-prompt speech codes (they count for the repetition penalty).
 PROMPT = [128000, 128006, 882, 128007, 271, 128258, 9906, 1917, 128259, 128009, 128006, 78191, 128007, 271, 128260]
@@ -324,7 +324,10 @@ def test_kv_cache_and_buffers_are_zero_copy_views(model: ToyModel) -> None:
         other = core.KvCache(core.KvCacheConfig(num_layers=1, num_kv_heads=1, head_dim=2, slots=2, max_seq_len=16))
         core.Backend(other, buffers)
     with pytest.raises(InputError, match="StepBuffers have 11 logits rows but the generator expects"):
-        core.Generator(core.Backend(cache, buffers))
+        core.Generator(core.Backend(cache, buffers), core.GeneratorConfig(
+            speech_token_base=SPEECH_BASE, num_speech_tokens=NUM_SPEECH, end_token_id=END_ID))
+    with pytest.raises(TypeError):
+        core.GeneratorConfig(sampler_threads=1)  # the token layout has no default: it comes from the manifest
 
 
 def test_copy_slot_copies_only_the_prefix() -> None:

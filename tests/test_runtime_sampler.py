@@ -8,8 +8,9 @@ import runtime_sampler_reference as ref
 
 from llasa_rt import InputError
 from llasa_rt import _core as core
+from llasa_rt.layout import LLASA_TOKENS
 
-ROWS = 65537
+ROWS = LLASA_TOKENS.head_rows
 END = ROWS - 1
 # The core computes exp in float32 (like torch's float32 softmax in transformers), the reference in float64: the
 # probabilities agree to ~1e-7 relative (more for rows ~70 nats below the top, where the float32 argument of exp

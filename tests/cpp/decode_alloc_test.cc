@@ -97,14 +97,18 @@ int main() {
   config.slots = slots;
   config.max_seq_len = prompt_len + steps;
   KvCache cache(config);
-  StepBuffers buffers(cache, 65537);
-  NoiseBackend backend(cache, buffers);
+  // Llasa's token layout, as a bundle's manifest gives it to the core (python/llasa_rt/layout.py).
   GeneratorConfig generator_config;
+  generator_config.speech_token_base = 128264;
+  generator_config.num_speech_tokens = 65536;
+  generator_config.end_token_id = 128261;
   generator_config.sampler_threads = 2;
+  StepBuffers buffers(cache, generator_config.num_speech_tokens + 1);
+  NoiseBackend backend(cache, buffers);
   Generator generator(backend, generator_config);
 
   std::vector<int64_t> prompt;
-  for (int i = 0; i < prompt_len; ++i) prompt.push_back(i % 3 == 0 ? 128264 + 7 * i : 1000 + i);
+  for (int i = 0; i < prompt_len; ++i) prompt.push_back(i % 3 == 0 ? generator_config.speech_token_base + 7 * i : 1000 + i);
   SamplingOptions options;
   options.temperature = 0.9;
   options.top_k = 100;

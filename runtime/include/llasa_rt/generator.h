@@ -17,12 +17,13 @@
 
 namespace llasa_rt {
 
-// How token ids map to logits rows, and how the loop runs.
+// How token ids map to logits rows, and how the loop runs. The token layout has no default: it comes from the
+// bundle's manifest (its `tokens` section), so the core never assumes one; Validate() refuses unset fields.
 struct GeneratorConfig {
-  int64_t speech_token_base = 128264;  // Token id of speech code 0 (<|s_0|>): row r < codes is token base + r.
-  int num_speech_tokens = 65536;       // Speech codes; the logits have this + 1 rows, END last.
-  int64_t end_token_id = 128261;       // Token id of END (<|SPEECH_GENERATION_END|>), the last logits row.
-  int sampler_threads = 1;             // Threads sampling the candidates of one step (results do not depend on it).
+  int64_t speech_token_base = -1;  // Token id of speech code 0 (<|s_0|>): row r < codes is token base + r.
+  int num_speech_tokens = 0;       // Speech codes; the logits have this + 1 rows, END last.
+  int64_t end_token_id = -1;       // Token id of END (<|SPEECH_GENERATION_END|>), the last logits row.
+  int sampler_threads = 1;         // Threads sampling the candidates of one step (results do not depend on it).
 
   // Throws std::invalid_argument naming the first field out of range.
   void Validate() const;
