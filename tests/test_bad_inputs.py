@@ -226,26 +226,20 @@ def test_speak_output_write_failures(full_bundle, tmp_path, capsys, monkeypatch)
 
     import soundfile
 
-    real = tempfile.mkstemp
+    failures = [
+        (tempfile, "mkstemp", PermissionError(13, "Permission denied"), "Permission denied in folder"),
+        (soundfile, "write", OSError(28, "No space left on device"), "No space left on device"),
+    ]
+    for module, name, error, message in failures:
+        def fail(*a, error=error, **k):
+            raise error
 
-    def refuse(*a, **k):
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)
-    code, err = run_cli(["speak", "-b", full_bundle, "hi", "-o", tmp_path / "x.wav", "--max-new-tokens", "3"],
-                        capsys)
-    assert code == 2
-    assert_one_line(err, "Permission denied in folder")
-    monkeypatch.setattr(tempfile, "mkstemp", real)
-
-    def full(*a, **k):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(soundfile, "write", full)
-    code, err = run_cli(["speak", "-b", full_bundle, "hi", "-o", tmp_path / "x.wav", "--max-new-tokens", "3"],
-                        capsys)
-    assert code == 2
-    assert_one_line(err, "No space left on device")
+        with monkeypatch.context() as m:
+            m.setattr(module, name, fail)
+            code, err = run_cli(["speak", "-b", full_bundle, "hi", "-o", tmp_path / "x.wav", "--max-new-tokens",
+                                 "3"], capsys)
+        assert code == 2
+        assert_one_line(err, message)
     assert list(tmp_path.iterdir()) == []
 
 
