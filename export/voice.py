@@ -1,6 +1,7 @@
 """Reference voices: a recording + its transcript encoded into X-Codec2 codes and stored in a bundle.
 
-`add_voice` writes `voices/<name>.npz` (codes int32 [T], transcript) and the manifest entry voices[name]. The
+`add_voice` writes `voices/<name>.npz` (codes int32 [T], transcript) and the manifest entry voices[name] (with the
+recording's reference embedding for each speaker verifier of the bundle, `llasa_rt.verifiers.store`). The
 encoder runs in PyTorch (export time only) from the same X-Codec2 checkpoint the bundle's decoder came from; the LM
 prompt then puts the transcript before the text and the codes after <|SPEECH_GENERATION_START|>, and the prompt's
 audio is not part of the output.
@@ -15,6 +16,7 @@ from pathlib import Path
 from llasa_rt.bundle import Bundle, VoiceEntry, sha256_file
 from llasa_rt.bundle.voices import VOICE_DIR, check_voice_name, prepare_store, remove_voice, store_voice
 from llasa_rt.errors import BundleError, InputError
+from llasa_rt.verifiers.store import embed_recording
 
 from .voice_audio import TARGET_RATE, load_prompt_audio
 from .xcodec2_checkpoint import resolve_source
@@ -67,6 +69,8 @@ def add_voice(bundle_dir: str | Path, name: str, wav_path: str | Path, transcrip
     if recorded and recorded != codec.weights_sha256:
         raise BundleError(f"the X-Codec2 checkpoint '{source}' is not the one bundle '{bundle.root}' was exported "
                           "with (model.safetensors hash differs); its codes would not fit the bundle's decoder")
+    # The recording's own speaker embedding for each speaker verifier (ONNX Runtime), before the slow encoder.
+    embeddings = embed_recording(bundle, audio.wav)
     t0 = time.perf_counter()
     _say("loading PyTorch and the X-Codec2 encoder (this takes a while the first time)")
     from .xcodec2_model import XCodec2Encoder  # torch: only once everything else is known to be fine
@@ -77,7 +81,8 @@ def add_voice(bundle_dir: str | Path, name: str, wav_path: str | Path, transcrip
     codes = encoder.encode(audio.wav)
     entry = VoiceEntry(file="", sha256="", transcript=transcript, num_codes=int(codes.shape[0]),
                        seconds=round(audio.seconds, 3), source_sha256=sha256_file(Path(wav_path)),
-                       sample_rate_in=audio.sample_rate_in, resampled=audio.resampled, truncated=audio.truncated)
+                       sample_rate_in=audio.sample_rate_in, resampled=audio.resampled, truncated=audio.truncated,
+                       embeddings=embeddings)
     store_voice(bundle, name, codes, entry)
     _say(f"voice '{name}': {entry.num_codes} codes ({TARGET_RATE // 320} per second) -> {entry.file}")
     return entry

@@ -7,8 +7,8 @@ Layout::
       lm.onnx, lm.onnx.data  the Llasa LM graph (+ external weights)
       tokenizer.json         the Hugging Face tokenizer of the checkpoint
       codec_decoder.onnx     X-Codec2 decoder (when exported with --codec)
-      voices/<name>.npz      reference voices (codes int32, transcript)
-      verifiers/<name>.onnx  verifier graphs
+      voices/<name>.npz      reference voices (codes int32, transcript; speaker embeddings in the manifest)
+      verifiers/<name>.onnx  verifier graphs (see docs/verifiers.md)
 
 - `manifest`: the typed schema (dataclasses with validation on load);
 - `reader`: `Bundle.open` (format, presence and sha256 of every file, every path inside the bundle);
@@ -34,6 +34,7 @@ from .manifest import (
     ModelFacts,
     PromptTemplate,
     VerifierEntry,
+    VoiceEmbedding,
     VoiceEntry,
 )
 from .reader import Bundle, inside, sha256_file
@@ -53,6 +54,7 @@ __all__ = [
     "ModelFacts",
     "PromptTemplate",
     "VerifierEntry",
+    "VoiceEmbedding",
     "VoiceEntry",
     "inside",
     "sha256_file",

@@ -7,6 +7,7 @@ or range with a one-line `BundleError` naming the field. File names are checked 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -178,6 +179,32 @@ class GraphEntry:
                    details=f.mapping("details"))
 
 
+EMBEDDING_SOURCES = ("recording", "codes")  # what a voice's reference embedding was computed from
+MAX_EMBEDDING_DIM = 1 << 16
+
+
+@dataclass
+class VoiceEmbedding:
+    """A voice's reference embedding for one speaker verifier (cosine similarity is measured against it)."""
+
+    vector: list[float]  # the embedding (L2-normalised)
+    verifier_sha256: str  # sha256 of the verifier graph that made it: a replaced graph makes it stale
+    source: str  # "recording" (the voice's own recording, at `voice add`) or "codes" (its codes, decoded)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vector": self.vector, "verifier_sha256": self.verifier_sha256, "source": self.source}
+
+    @classmethod
+    def from_json(cls, f: Fields) -> VoiceEmbedding:
+        vector = f.data.get("vector")
+        if (not isinstance(vector, list) or not 1 <= len(vector) <= MAX_EMBEDDING_DIM
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                           for v in vector)):
+            raise f.fail("vector", f"must be a list of 1 to {MAX_EMBEDDING_DIM} finite numbers")
+        return cls(vector=[float(v) for v in vector], verifier_sha256=f.sha256("verifier_sha256"),
+                   source=f.text("source", choices=EMBEDDING_SOURCES))
+
+
 @dataclass
 class VoiceEntry:
     """A reference voice: `voices/<name>.npz` (codes + transcript) and what it was made from."""
@@ -191,34 +218,49 @@ class VoiceEntry:
     sample_rate_in: int = 0  # the recording's own rate
     resampled: bool = False  # resampled to 16 kHz
     truncated: bool = False  # cut to the 10 s limit
+    embeddings: dict[str, VoiceEmbedding] = field(default_factory=dict)  # speaker verifier name -> embedding
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["embeddings"] = {k: e.to_json() for k, e in self.embeddings.items()}
+        if not d["embeddings"]:
+            del d["embeddings"]  # bundles without speaker verifiers keep the manifest they always had
+        return d
 
     @classmethod
     def from_json(cls, f: Fields) -> VoiceEntry:
+        embeddings = f.obj("embeddings", {})
         return cls(file=f.file("file"), sha256=f.sha256("sha256"), transcript=f.text("transcript"),
                    num_codes=f.integer("num_codes", 1, 1 << 20), seconds=f.number("seconds", 0.0, 1e6),
                    source_sha256=f.text("source_sha256", ""), sample_rate_in=f.integer("sample_rate_in", 0, 1 << 24, 0),
-                   resampled=f.flag("resampled", False), truncated=f.flag("truncated", False))
+                   resampled=f.flag("resampled", False), truncated=f.flag("truncated", False),
+                   embeddings={k: VoiceEmbedding.from_json(embeddings.obj(k)) for k in embeddings.data})
 
 
 @dataclass
 class VerifierEntry:
-    """A verifier graph: `verifiers/<name>.onnx` and its contract (kind, front end, ...)."""
+    """A verifier: its graph `verifiers/<name>.onnx` (or model files) and its contract (kind, front end, ...).
 
-    file: str  # relative path of the graph
-    sha256: str  # of the graph
-    kind: str  # what it scores, e.g. "speaker" or "asr"
+    `details` holds the kind's settings (sample_rate, front_end, batching, min_samples, vocabulary, ...; see
+    docs/verifiers.md); `llasa_rt.verifiers` validates them when the verifier is loaded. `files` lists further
+    files the verifier needs (e.g. an alignment verifier's acoustic model) with their sha256.
+    """
+
+    file: str  # relative path of the graph (or main model file)
+    sha256: str  # of that file
+    kind: str  # what it scores: "speaker", "asr", "score", "alignment"
     details: dict[str, Any] = field(default_factory=dict)  # sample rate, front-end settings, ...
+    files: dict[str, str] = field(default_factory=dict)  # further files (relative path -> sha256)
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "sha256": self.sha256, "kind": self.kind, **self.details}
+        return {"file": self.file, "sha256": self.sha256, "kind": self.kind, **self.details,
+                **({"files": self.files} if self.files else {})}
 
     @classmethod
     def from_json(cls, f: Fields) -> VerifierEntry:
-        rest = {k: v for k, v in f.data.items() if k not in ("file", "sha256", "kind")}
-        return cls(file=f.file("file"), sha256=f.sha256("sha256"), kind=f.text("kind"), details=rest)
+        rest = {k: v for k, v in f.data.items() if k not in ("file", "sha256", "kind", "files")}
+        return cls(file=f.file("file"), sha256=f.sha256("sha256"), kind=f.text("kind"), details=rest,
+                   files=f.files("files") if f.has("files") else {})
 
 
 @dataclass
@@ -315,6 +357,8 @@ class Manifest:
         for entries in (self.voices, self.verifiers):
             for entry in entries.values():
                 out[entry.file] = entry.sha256
+        for verifier in self.verifiers.values():
+            out.update(verifier.files)
         return out
 
     def lm_parts(self) -> tuple[ModelFacts, TokenLayout, PromptTemplate]:

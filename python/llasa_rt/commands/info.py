@@ -27,6 +27,7 @@ def _size(n: float) -> str:
 def describe(bundle) -> str:
     """Human-readable summary of an opened Bundle."""
     from llasa_rt.bundle.manifest import generation_to_json
+    from llasa_rt.commands.verifier import describe_entry
 
     m = bundle.manifest
     lines = [f"bundle      {bundle.root}", f"written by  llasa-rt {m.llasa_rt_version} (format {m.format_version})"]
@@ -45,8 +46,10 @@ def describe(bundle) -> str:
     gen = {k: v for k, v in generation_to_json(m.generation, "").items()}
     lines.append(f"defaults    {', '.join(f'{k}={v}' for k, v in gen.items())}")
     lines.append(f"voices      {', '.join(sorted(m.voices)) or 'none'}")
-    verifiers = [f"{n} ({v.kind})" for n, v in sorted(m.verifiers.items())]
-    lines.append(f"verifiers   {', '.join(verifiers) or 'none'}")
+    if not m.verifiers:
+        lines.append("verifiers   none")
+    for name in sorted(m.verifiers):
+        lines.append("verifier    " + describe_entry(name, m.verifiers[name], m.voices).replace("\t", ": ", 1))
     return "\n".join(lines)
 
 
