@@ -75,6 +75,9 @@ class AlignmentVerifier(Verifier):
         pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
         try:
             self.decoder.set_align_text(" ".join(words))
+            # The feature front end (cepstral mean, noise estimate) adapts from one utterance to the next: reset
+            # it, so that a score does not depend on what was scored before (measured: it did).
+            self.decoder.reinit_feat()
             self.decoder.start_utt()
             self.decoder.process_raw(pcm, full_utt=True)
             self.decoder.end_utt()
