@@ -88,7 +88,11 @@ def _no_torch(code: str) -> None:
 
 def test_runtime_modules_load_no_torch():
     _no_torch("import llasa_rt, llasa_rt.engine, llasa_rt.bundle, llasa_rt.bundle.voices, llasa_rt.backends, "
-              "llasa_rt.backends.ort, llasa_rt.evaluation.drift, llasa_rt.codec, llasa_rt.cli, llasa_rt.options")
+              "llasa_rt.backends.ort, llasa_rt.evaluation.drift, llasa_rt.codec, llasa_rt.cli, llasa_rt.options, "
+              "llasa_rt.verifiers, llasa_rt.verifiers.base, llasa_rt.verifiers.text, llasa_rt.verifiers.ge2e, "
+              "llasa_rt.verifiers.speaker, llasa_rt.verifiers.asr, llasa_rt.verifiers.score, "
+              "llasa_rt.verifiers.alignment, llasa_rt.verifiers.store, llasa_rt.commands.verifier")
+
 
 
 def test_voice_list_and_remove_load_no_torch(full_bundle, tmp_path):

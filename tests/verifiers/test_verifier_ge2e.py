@@ -73,8 +73,8 @@ def test_same_speaker_pairs_score_higher_than_different_speakers(ge2e, real_spee
     """4 s segments of the moonshine-voice recordings. two_cities is one narrator; endgame_nagg_nell and clone-test
     are other speakers. Every same-narrator pair beats every pair across speakers, by a clear margin."""
     same_spk = segments(real_speech["two_cities"], 10)
-    others = {"endgame": segments(real_speech["endgame_nagg_nell"], 7), "clone-test": segments(real_speech["clone-test"], 1),
-              "beckett": segments(real_speech["beckett"], 2)}
+    others = {"endgame": segments(real_speech["endgame_nagg_nell"], 7),
+              "clone-test": segments(real_speech["clone-test"], 1), "beckett": segments(real_speech["beckett"], 2)}
     emb = {k: ge2e.embed(v)[0] for k, v in {"two_cities": same_spk, **others}.items()}
     same = [float(a @ b) for a, b in itertools.combinations(emb["two_cities"], 2)]
     diff = {k: [float(a @ b) for a in emb["two_cities"] for b in emb[k]] for k in others}

@@ -40,7 +40,8 @@ def test_normaliser_rules(text, expected):
 
 def test_numbers_spell_the_same_on_both_sides():
     """Digits in the text and words in the transcript meet in the middle: a perfect transcript scores WER 0."""
-    rate, metric, ref, hyp = error_rate("Meet me at 10:30 on the 3rd floor.", "MEET ME AT TEN THIRTY ON THE THIRD FLOOR")
+    rate, metric, ref, hyp = error_rate("Meet me at 10:30 on the 3rd floor.",
+                                        "MEET ME AT TEN THIRTY ON THE THIRD FLOOR")
     assert (rate, metric) == (0.0, "wer") and ref == hyp
 
 
@@ -51,7 +52,7 @@ def test_number_words():
 
 
 def test_cjk_text_uses_character_error_rate():
-    rate, metric, ref, hyp = error_rate("今天天气很好。", "今天天气不好")
+    rate, metric, ref, _ = error_rate("今天天气很好。", "今天天气不好")
     assert metric == "cer" and ref == "今天天气很好" and rate == pytest.approx(1 / 6)
     assert mostly_cjk("你好吗 ok") is True and mostly_cjk("hello 你") is False
     assert char_error_rate("ab c", "abc") == 0.0

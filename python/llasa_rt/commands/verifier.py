@@ -42,8 +42,11 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from llasa_rt.verifiers.store import add_verifier, custom_details
+    from llasa_rt.bundle import Bundle
+    from llasa_rt.verifiers.store import add_verifier, check_verifier_name, custom_details, prepare_add
 
+    check_verifier_name(args.name)
+    prepare_add(Bundle.open(args.bundle, verify="fast"), args.name, args.force)  # before reading the graph
     details = custom_details(args.onnx, args.kind, batching=args.batching, min_samples=args.min_samples,
                              empty_score=args.empty_score, vocab=args.vocab, blank=args.blank_token,
                              delimiter=args.word_delimiter)
