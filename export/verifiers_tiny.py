@@ -23,15 +23,30 @@ def ctc_vocab() -> dict[str, int]:
     return {t: i for i, t in enumerate(tokens)}
 
 
-def _common(norm: str) -> dict[str, Any]:
-    return dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
-                conv_dim=(16,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
-                num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm=norm,
-                do_stable_layer_norm=norm == "layer", hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-                feat_proj_dropout=0.0, final_dropout=0.0, layerdrop=0.0, mask_time_prob=0.0)
+# Model dimensions: "tiny" for tests; "base" (wav2vec2-base-960h, wavlm-base-plus-sv) and "large"
+# (hubert-large-ls960-ft) are the published shapes, with random weights, for speed measurements.
+SIZES = {
+    "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48, conv_dim=(16,) * 7,
+                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                 conv_dim=(512,) * 7, num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16),
+    "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                  conv_dim=(512,) * 7, num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16),
+}
+XVECTOR_HEADS = {"tiny": dict(tdnn_dim=(24, 24, 24, 24, 48), xvector_output_dim=16, classifier_proj_size=20),
+                 "base": dict(tdnn_dim=(512, 512, 512, 512, 1500), xvector_output_dim=512, classifier_proj_size=256),
+                 "large": dict(tdnn_dim=(512, 512, 512, 512, 1500), xvector_output_dim=512, classifier_proj_size=256)}
 
 
-def make_tiny_verifier(out: str | Path, architecture: str, norm: str = "layer", seed: int = 0) -> Path:
+def _common(norm: str, size: str) -> dict[str, Any]:
+    return dict(**SIZES[size], conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
+                feat_extract_norm=norm, do_stable_layer_norm=norm == "layer", conv_bias=norm == "layer",
+                hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
+                final_dropout=0.0, layerdrop=0.0, mask_time_prob=0.0)
+
+
+def make_tiny_verifier(out: str | Path, architecture: str, norm: str = "layer", seed: int = 0,
+                       size: str = "tiny") -> Path:
     """Writes a random tiny checkpoint of `architecture` to `out` (which must not exist or be empty).
 
     Args:
@@ -40,6 +55,7 @@ def make_tiny_verifier(out: str | Path, architecture: str, norm: str = "layer", 
         norm: the convolutional front end's normalisation, "layer" (large models: padding + mask is exact) or
             "group" (base models: results depend on padding, so the runtime batches equal lengths only).
         seed: weight RNG seed.
+        size: "tiny" (a few thousand parameters), or the published "base" / "large" shapes (random weights).
     """
     import torch
     import transformers
@@ -53,13 +69,15 @@ def make_tiny_verifier(out: str | Path, architecture: str, norm: str = "layer", 
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"'{out}' is not empty")
     out.mkdir(parents=True, exist_ok=True)
-    kwargs = _common(norm)
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}, not {size!r}")
+    kwargs = _common(norm, size)
     config_cls = {"WavLMForXVector": "WavLMConfig", "UniSpeechSatForXVector": "UniSpeechSatConfig",
                   "Wav2Vec2ForCTC": "Wav2Vec2Config", "HubertForCTC": "HubertConfig"}[architecture]
     if architecture.endswith("XVector"):
-        kwargs.update(tdnn_dim=(24, 24, 24, 24, 48), tdnn_kernel=(5, 3, 3, 1, 1), tdnn_dilation=(1, 2, 3, 1, 1),
-                      xvector_output_dim=16, classifier_proj_size=20, use_weighted_layer_sum=True, num_labels=3)
-        if architecture == "WavLMForXVector":
+        kwargs.update(**XVECTOR_HEADS[size], tdnn_kernel=(5, 3, 3, 1, 1), tdnn_dilation=(1, 2, 3, 1, 1),
+                      use_weighted_layer_sum=True, num_labels=3)
+        if architecture == "WavLMForXVector" and size == "tiny":
             kwargs.update(num_buckets=16, max_bucket_distance=40)
     else:
         vocab = ctc_vocab()

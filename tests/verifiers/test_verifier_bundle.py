@@ -360,3 +360,17 @@ assert not bad, bad
 """
     r = subprocess.run([sys.executable, "-c", "import sys\n" + probe], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("audios", "context", "message"), [
+    (np.zeros(100, np.float32), ScoreContext(text="x"), "takes a sequence of audios"),
+    ([np.zeros((2, 100), np.float32)], ScoreContext(text="x"), "audio 0 must be a 1-D array of float samples"),
+    ([np.zeros(10, np.float32), np.zeros(10, np.int16)], ScoreContext(text="x"), "convert 16-bit PCM"),
+    ([np.array([0.0, np.nan], np.float32)], ScoreContext(text="x"), "audio 0 contains NaN"),
+    ([np.zeros(10, np.float32)], "hello", "takes a ScoreContext"),
+    ([np.zeros(10, np.float32)], ScoreContext(text=None), "ScoreContext.text must be a string"),
+])
+def test_bad_score_arguments(verifier_bundle, audios, context, message):
+    verifier = load_verifier(Bundle.open(verifier_bundle, verify="fast"), "hubert")
+    with pytest.raises(InputError, match=message):
+        verifier.score(audios, context)

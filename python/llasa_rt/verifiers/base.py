@@ -71,9 +71,9 @@ def check_audios(audios: Sequence[Any]) -> list[np.ndarray]:
     out = []
     for i, a in enumerate(items):
         arr = np.asarray(a)
-        if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-            raise InputError(f"audio {i} must be a 1-D array of float samples at 16 kHz, got shape {list(arr.shape)} "
-                             f"of {arr.dtype}")
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.floating):
+            raise InputError(f"audio {i} must be a 1-D array of float samples in [-1, 1] at 16 kHz, got shape "
+                             f"{list(arr.shape)} of {arr.dtype} (convert 16-bit PCM with samples / 32768)")
         arr = arr.astype(np.float32, copy=False)
         if arr.size and not np.all(np.isfinite(arr)):
             raise InputError(f"audio {i} contains NaN or infinite samples")
