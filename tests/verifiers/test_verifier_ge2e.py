@@ -36,10 +36,10 @@ def segments(wav: np.ndarray, count: int) -> list[np.ndarray]:
     return [wav[i * SEG:(i + 1) * SEG] for i in range(min(count, len(wav) // SEG))]
 
 
-@pytest.mark.parametrize("seconds", [0.2, 1.0, 2.3, 4.0, 9.96])
+@pytest.mark.parametrize("seconds", [0.2, 2.3, 9.96])
 def test_parity_with_resemblyzer_embed_utterance(ge2e, encoder, real_speech, seconds):
     """ONNX graph + numpy front end vs VoiceEncoder.embed_utterance(normalize_volume(wav, -30, increase_only))
-    on every real recording: cosine >= 0.9999 (measured >= 0.9999999)."""
+    on every real recording (0.2 s, 2.3 s, 10 s): cosine >= 0.9999 (measured >= 0.9999999)."""
     model, normalize_volume = encoder
     clips = [wav[: int(seconds * 16000)] for wav in real_speech.values()]
     ours, valid = ge2e.embed(clips)
