@@ -374,3 +374,15 @@ def test_bad_score_arguments(verifier_bundle, audios, context, message):
     verifier = load_verifier(Bundle.open(verifier_bundle, verify="fast"), "hubert")
     with pytest.raises(InputError, match=message):
         verifier.score(audios, context)
+
+
+def test_export_from_the_cli_and_force_replaces(bundle_copy, hf_verifier_folders, capsys):
+    folder = hf_verifier_folders["HubertForCTC"]
+    code, out, _ = run_cli(["verifier", "export", "--bundle", bundle_copy, "--asr", folder], capsys)
+    assert code == 0 and "added verifier 'HubertForCTC' (asr)" in out  # named after the folder
+    code, _, err = run_cli(["verifier", "export", "--bundle", bundle_copy, "--asr", folder], capsys)
+    assert code == 2
+    one_line(err, "already has a verifier 'HubertForCTC'")
+    code, _, _ = run_cli(["verifier", "export", "--bundle", bundle_copy, "--asr", folder, "--force"], capsys)
+    assert code == 0 and Bundle.open(bundle_copy).manifest.verifiers["HubertForCTC"].kind == "asr"
+    assert not [p for p in (bundle_copy / "verifiers").iterdir() if p.name.startswith(".")]  # no temporary files
