@@ -147,7 +147,7 @@ def test_search_bad_input(engine, kwargs, message):
 
 
 def test_search_prm_on_best_of_is_refused():
-    with pytest.raises(InputError, match="process verifiers .* need a beam search"):
+    with pytest.raises(InputError, match=r"process verifiers .* need a beam search"):
         Search.parse("best-of-4", prm=("speaker",))
 
 

@@ -198,15 +198,7 @@ class Engine:
             run.on_final, run.stop = on_final, stop
             callback, callback_every, n, slots = run, run.callback_every(), run.search.slots, run.search.slots
         t0 = time.perf_counter()
-        prompt = (self.prompt.build(text) if voice is None
-                  else self.prompt.build(text, voice_transcript=voice.transcript, voice_codes=voice.codes))
-        room = self.max_context - len(prompt)
-        if room < 2:
-            what = "text and voice prompt" if voice is not None else "text"
-            raise InputError(f"the {what} take {len(prompt)} tokens, too many for the model's {self.max_context}-token "
-                             "context, which must also hold the speech; shorten the text (speak() splits long text "
-                             "at sentences unless split=False / --no-split), or use a shorter voice")
-        core_options, seed = self.sampling_options(options, room)
+        prompt, core_options, seed = self.prepare(text, voice, options)
         prompt_s = time.perf_counter() - t0
         with self._lock:
             generator = self.lm.generator(slots)
@@ -238,6 +230,19 @@ class Engine:
             timings.update(run.stats.as_dict())
         return Generation(codes=best.codes, candidates=cands, prompt_ids=list(prompt), seed=seed, timings=timings,
                           chosen=chosen)
+
+    def prepare(self, text: str, voice: _Voice | None, options: GenerationOptions) -> tuple[list[int], Any, int]:
+        """Prompt ids, the core's SamplingOptions and the seed for one piece of text (what a generation needs)."""
+        prompt = (self.prompt.build(text) if voice is None
+                  else self.prompt.build(text, voice_transcript=voice.transcript, voice_codes=voice.codes))
+        room = self.max_context - len(prompt)
+        if room < 2:
+            what = "text and voice prompt" if voice is not None else "text"
+            raise InputError(f"the {what} take {len(prompt)} tokens, too many for the model's {self.max_context}-token "
+                             "context, which must also hold the speech; shorten the text (speak() splits long text "
+                             "at sentences unless split=False / --no-split), or use a shorter voice")
+        core_options, seed = self.sampling_options(options, room)
+        return prompt, core_options, seed
 
     # ---- search -----------------------------------------------------------------------------------------------
     def _scorers(self, items: tuple[Any, ...]) -> list[Scorer]:
