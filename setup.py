@@ -97,7 +97,8 @@ EXPORT_DEPS = [
     "huggingface_hub>=0.24",
     "jinja2>=3.1",
 ]
-TEST_DEPS = ["pytest>=8", "ruff>=0.6"]
+SERVER_DEPS = ["starlette>=0.37", "uvicorn>=0.30"]
+TEST_DEPS = ["pytest>=8", "ruff>=0.6", "httpx>=0.27"]
 
 setup(
     name="llasa-rt",
@@ -112,7 +113,7 @@ setup(
     ext_modules=[CMakeExtension("llasa_rt._core", ROOT)],
     cmdclass={"build_ext": CMakeBuild},
     install_requires=RUNTIME_DEPS,
-    extras_require={"export": EXPORT_DEPS, "test": TEST_DEPS + EXPORT_DEPS},
+    extras_require={"export": EXPORT_DEPS, "server": SERVER_DEPS, "test": TEST_DEPS + EXPORT_DEPS + SERVER_DEPS},
     entry_points={"console_scripts": ["llasa-rt=llasa_rt.cli:main"]},
     zip_safe=False,
 )

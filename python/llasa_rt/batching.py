@@ -102,15 +102,17 @@ class RequestBatcher:
         self.error: BaseException | None = None
 
     # ---- requests -------------------------------------------------------------------------------------------------
-    def submit(self, text: str, options: GenerationOptions | None = None, voice: str | None = None) -> BatchedRequest:
-        """Queues one piece of text (no splitting); returns its handle. Checks the request before queueing."""
+    def submit(self, text: str, options: GenerationOptions | None = None, voice: Any = None) -> BatchedRequest:
+        """Queues one piece of text (no splitting); returns its handle. Checks the request before queueing.
+
+        `voice` is a bundle voice's name, or a voice prompt the Engine made (its `_Voice`)."""
         options = GenerationOptions.build(options)
         if options.search is not None:
             raise InputError("a search cannot share batched steps yet; run it with Engine.speak(search=...)")
         from .prompt import PromptBuilder
 
         PromptBuilder.check_text(text)
-        v = self.engine._voice(voice)
+        v = self.engine._voice(voice) if voice is None or isinstance(voice, str) else voice
         if options.seed is None:
             import os
 
