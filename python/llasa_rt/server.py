@@ -30,9 +30,11 @@ from typing import Any
 import numpy as np
 
 from .audio import to_pcm16
+from .codec import StreamingConfig
 from .errors import InputError, LlasaError
 from .options import GenerationOptions
 
+FIRST_CHUNK_FRAMES = 5  # streamed requests: the first audio leaves after 5 codes (+ look-ahead), not 50
 FORMATS = {"wav": "audio/wav", "pcm": "audio/pcm", "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg"}
 STREAM_FORMATS = ("wav", "pcm")
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
@@ -219,7 +221,8 @@ class SpeechService:
                 handle = self.batcher.submit(piece, options.for_piece(i), voice)
             except LlasaError as e:
                 raise ApiError(400, str(e), param="input") from None
-            streamer = codec.streaming()
+            streamer = codec.streaming(StreamingConfig(first_chunk_frames=FIRST_CHUNK_FRAMES) if req["streaming"]
+                                       else None)
             if voice is not None:
                 streamer.prime(voice.codes)
             codes: list[np.ndarray] = []
