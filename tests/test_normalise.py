@@ -186,8 +186,13 @@ ABBREVIATIONS = [
     ("No. 5", "number five"),
     ("see p. 12", "see page twelve"),
     ("Apple Inc. is big.", "Apple Incorporated is big."),
-    ("the U.S. economy", "the US economy"),
+    ("the U.S. economy", "the U S economy"),
+    ("Call the Dr.", "Call the Doctor."),
+    ("Call 911", "Call nine one one"),
+    ("a 50/50 chance", "a fifty-fifty chance"),
     ("tea w/ milk", "tea with milk"),
+    ("on Fri., Mar. 7", "on Friday, March seventh"),
+    ("Jane Doe, Ph.D., spoke.", "Jane Doe, P H D, spoke."),
 ]
 SYMBOLS_ADDRESSES = [
     ("Tom & Jerry", "Tom and Jerry"),
@@ -275,6 +280,8 @@ ALREADY_SPOKEN = [
     "Saint Louis is on the river; Main Street is closed, et cetera.",
     "She said: \"no, not today!\" — and left…",
     "Line one.\n\nLine two, after a blank line.",
+    "We saw the Sun. It was hot. No, it was not; I am sure.",
+    "Meet me at noon, or at midnight, in May or in March.",
 ]
 
 
@@ -349,7 +356,7 @@ def test_sentence_punctuation_survives_for_the_splitter():
             "The U.S. team won 3-2. Apples, pears, etc. Then we left.")
     spoken = normalise(text)
     assert spoken == ("Doctor Smith arrived at three p m. He paid five dollars and fifty cents, that is a lot. "
-                      "Was it December twenty-fifth, twenty twenty-four? Yes! The US team won three-two. "
+                      "Was it December twenty-fifth, twenty twenty-four? Yes! The U S team won three-two. "
                       "Apples, pears, et cetera. Then we left.")
     sentences = [s for s in _SENTENCE.split(spoken) if s.strip()]  # the splitter's own sentence rule
     assert [s[-1] for s in sentences] == [".", ".", "?", "!", ".", ".", "."]
@@ -454,3 +461,11 @@ def test_import_pulls_in_no_heavy_module():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_docstring_examples():
+    import doctest
+
+    import llasa_rt.normalise as module
+
+    assert doctest.testmod(module).failed == 0

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from .errors import InputError
 
-__all__ = ["Normaliser", "is_english", "normalise"]
+__all__ = ["Normaliser", "cardinal", "is_english", "normalise", "ordinal", "year"]
 
 # ---------------------------------------------------------------------------------------------------------------
 # Number words
@@ -180,6 +180,7 @@ def _num(name: str) -> str:
 
 
 _DASH = r"(?:-|\s?–\s?)"  # a range: "10-20" or "10 – 20"
+_END_OF_LINE = re.compile(r"[\"'”’)\]]*[ \t]*(?:\n|$)")
 _SENTENCE_AFTER = re.compile(r"[\"'”’)\]]*(?:[ \t]*(?:\n|$)|\s+[\"'“‘(\[]*[A-Z])")
 
 
@@ -228,6 +229,13 @@ class _Pass:
         if out and end < len(s) and s[end].isalnum() and out[-1].isalnum():
             out += " "  # "3D" -> "three D"
         return out
+
+
+def _end_stop(m: re.Match[str], words: str) -> str:
+    """Keeps the full stop of an abbreviation that never ends a sentence ("Dr.", "e.g.") only at the end of a line."""
+    if m.group(0).endswith(".") and _END_OF_LINE.match(m.string, m.end()):
+        return words + "."
+    return words
 
 
 def _pass(pattern: str, handler: Handler) -> _Pass:
@@ -294,9 +302,8 @@ _TITLES = {"Mr": "Mister", "Mrs": "Missus", "Ms": "Miz", "Prof": "Professor", "C
 _ABBREVIATIONS = {"etc": "et cetera", "e.g": "for example", "i.e": "that is", "vs": "versus", "approx": "approximately",
                   "a.k.a": "also known as", "Inc": "Incorporated", "Ltd": "Limited", "Corp": "Corporation",
                   "Co": "Company", "Ave": "Avenue", "Rd": "Road", "Blvd": "Boulevard", "Dept": "Department",
-                  "Jr": "Junior", "Sr": "Senior", "Bros": "Brothers", "Univ": "University"}
+                  "Jr": "Junior", "Sr": "Senior", "Bros": "Brothers", "Univ": "University", "Ph.D": "P H D"}
 _MID_SENTENCE = {"e.g", "i.e", "vs", "a.k.a", "approx"}
-_END_OF_LINE = re.compile(r"[\"'”’)\]]*[ \t]*(?:\n|$)")
 _BEFORE_NUMBER = {"no": "number", "nos": "numbers", "fig": "figure", "vol": "volume", "p": "page", "pp": "pages",
                   "ch": "chapter", "ext": "extension", "ca": "circa"}
 
@@ -311,7 +318,7 @@ def _abbreviation(m: re.Match[str]) -> str:
     if abbr[0].isupper() and words[0].islower():
         words = words[0].upper() + words[1:]
     if abbr.lower() in _MID_SENTENCE:  # "e.g. Paris": the capital after it does not start a sentence
-        return words + "." if _END_OF_LINE.match(m.string, m.end()) else words
+        return _end_stop(m, words)
     return _keep_stop(m, words)
 
 
@@ -343,25 +350,38 @@ def _street_or_title(m: re.Match[str]) -> str:
     if m.group(1) == "St":
         if after_place or not next_capital:
             return _keep_stop(m, "Street")
-        return "Saint"
-    return _keep_stop(m, "Drive") if after_place else "Doctor"
+        return _end_stop(m, "Saint")
+    return _keep_stop(m, "Drive") if after_place else _end_stop(m, "Doctor")
+
+
+_WEEKDAYS = {"Mon": "Monday", "Tue": "Tuesday", "Tues": "Tuesday", "Wed": "Wednesday", "Thu": "Thursday",
+             "Thur": "Thursday", "Thurs": "Thursday", "Fri": "Friday", "Sat": "Saturday", "Sun": "Sunday"}
+
+
+def _weekday(m: re.Match[str]) -> str:
+    return _WEEKDAYS[m.group(1)] + ("," if m.group(0).endswith(",") else "")
 
 
 def _initialism(m: re.Match[str]) -> str:
-    return _keep_stop(m, m.group(0).replace(".", ""))
+    """"U.S." -> "U S" (letter by letter, so it is not read as the word "us")."""
+    return _keep_stop(m, " ".join(m.group(0).replace(".", "")))
 
 
+# An abbreviation may follow anything but a letter: "5th St.", "e.g.e.g." and "2etc." expand in one round.
 _ABBREVIATION_PASSES = [
-    _pass(r"(?<![\w.])(Mr|Mrs|Ms)(?=\s+[\"'“‘(]?[A-Z])|(?<![\w.])(?:" + "|".join(_TITLES) + r")\.(?=\s+\S)",
+    _pass(r"(?<![^\W\d_])(Mr|Mrs|Ms)(?=\s+[\"'“‘(]?[A-Z])|(?<![^\W\d_])(?:" + "|".join(_TITLES) + r")\.(?=\s+\S)",
           lambda m: _TITLES[m.group(1) or m.group(0)[:-1]]),
-    _pass(r"(?<![\w.])(St|Dr)(?:\.(?=\s|$)|(?=\s+[\"'“‘(]?[A-Z]))", _street_or_title),
-    _pass(r"(?<![\w.])((?i:etc|e\.g|i\.e|vs|approx|a\.k\.a)|Inc|Ltd|Corp|Co|Ave|Rd|Blvd|Dept|Jr|Sr|Bros|Univ)\.",
+    _pass(r"(?<![^\W\d_])(St|Dr)(?:\.(?=\s|$)|(?=\s+[\"'“‘(]?[A-Z]))", _street_or_title),
+    _pass(r"(?<![^\W\d_])((?i:etc|e\.g|i\.e|vs|approx|a\.k\.a)|Inc|Ltd|Corp|Co|Ave|Rd|Blvd|Dept|Jr|Sr|Bros|Univ|Ph\.D)\.",
           _abbreviation),
-    _pass(r"(?<![\w.])vs(?![\w.])", lambda m: "versus"),
-    _pass(r"(?<![\w.])((?i:no|nos|fig|vol|pp|p|ch|ext|ca))\.\s?(?=[0-9])", _before_number),
-    _pass(r"(?<![\w.])(?:[A-Z]\.){2,}(?![\w])", _initialism),  # U.S. -> US, so the sentence splitter keeps it whole
-    _pass(r"(?<![\w/])w/o(?![\w/])", lambda m: "without"),
-    _pass(r"(?<![\w/])w/(?=\s)", lambda m: "with"),
+    _pass(r"(?<![^\W\d_])vs(?![^\W\d_.])", lambda m: "versus"),
+    # "Fri., Mar. 7" / "Sat, 5 May": a weekday only before a date, so "the Sun." stays the sun
+    _pass(r"(?<![^\W\d_])(" + "|".join(sorted(_WEEKDAYS, key=len, reverse=True)) + r")(?:\.,?|,)"
+          r"(?=\s+(?:[0-9]|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec))", _weekday),
+    _pass(r"(?<![^\W\d_])((?i:no|nos|fig|vol|pp|p|ch|ext|ca))\.\s?(?=[0-9])", _before_number),
+    _pass(r"(?<![\w.])(?:[A-Z]\.){2,}(?![\w])", _initialism),  # U.S. -> U S: the sentence splitter keeps it whole
+    _pass(r"(?<![^\W\d_/])w/o(?![\w/])", lambda m: "without"),
+    _pass(r"(?<![^\W\d_/])w/(?=\s)", lambda m: "with"),
 ]
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -591,7 +611,7 @@ _MONEY_PASSES = [
     _npass(_SIGN + rf"(?<![\w$£€¥₹])(?P<cur>{_CUR_SYMBOL}|(?:{_CUR_CODE})(?=\s))\s?" + _num("a")
           + _SCALE_RE.format(n="") + rf"(?:{_DASH}(?:{_CUR_SYMBOL})?" + _num("b") + _SCALE_RE.format(n="2") + ")?",
           _money_prefix),
-    _npass(_SIGN + r"(?<![\w.,])" + _num("a") + rf"\s?(?P<cur>[€£¥₹¢]|(?:{_CUR_CODE})\b)", _money_suffix),
+    _npass(_SIGN + r"(?<![\w.,])" + _num("a") + rf"\s?(?P<cur>[$€£¥₹¢](?![0-9])|(?:{_CUR_CODE})\b)", _money_suffix),
 ]
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -662,7 +682,7 @@ _VULGAR = {"½": (1, 2), "⅓": (1, 3), "⅔": (2, 3), "¼": (1, 4), "¾": (3, 4
            "⅘": (4, 5), "⅙": (1, 6), "⅚": (5, 6), "⅐": (1, 7), "⅛": (1, 8), "⅜": (3, 8), "⅝": (5, 8), "⅞": (7, 8),
            "⅑": (1, 9), "⅒": (1, 10)}
 _FRACTION_DENOMINATORS = {*range(2, 11), 12, 16, 32, 64, 100}
-_SPOKEN_SLASHES = {("24", "7"): "twenty-four seven", ("9", "11"): "nine eleven"}
+_SPOKEN_SLASHES = {("24", "7"): "twenty-four seven", ("9", "11"): "nine eleven", ("50", "50"): "fifty-fifty"}
 
 
 def _fraction_words(a: int, b: int) -> str:
@@ -739,7 +759,7 @@ def _range(m: re.Match[str]) -> str:
 
 
 def _times(m: re.Match[str]) -> str:
-    return f"{_integer(m['n'])} times"
+    return f"{_number(m['n'], m['n_f'])} times"
 
 
 def _plain(m: re.Match[str]) -> str:
@@ -751,6 +771,8 @@ def _plain(m: re.Match[str]) -> str:
     if frac is None and "," not in int_part:
         if not sign and _is_year(digits):
             return year(int(digits))
+        if digits == "911":
+            return "nine one one"
         if len(digits) > 9 and digits[1:].strip("0"):
             return _digits(digits)  # long codes and unformatted phone numbers
     return sign + _number(int_part, frac)
@@ -769,7 +791,7 @@ _NUMBER_PASSES = [
     _npass(r"(?<=[0-9])\s*[×✕]\s*(?=[0-9])|(?<=[0-9]) x (?=[0-9])", lambda m: " times "),
     _npass(r"(?<=[0-9])\s*÷\s*(?=[0-9])", lambda m: " divided by "),
     _npass(r"(?<=[0-9])x(?=[0-9])", lambda m: " by "),
-    _npass(r"(?<![\w.,])(?P<n>[0-9]+)x(?![\w])", _times),
+    _npass(r"(?<![\w.,])(?P<n>[0-9]+)(?:\.(?P<n_f>[0-9]+))?x(?![\w])", _times),
     _npass(r"(?<![^\s(\[{=<>/:;])\+(?=[0-9])", lambda m: "plus "),
     _npass(r"(?<![\w#&])#(?=[0-9])", lambda m: "number "),
     _npass(r"(?<![^\s(\[{=<>/:;])~(?=[0-9])", lambda m: "about "),
@@ -792,9 +814,10 @@ _SYMBOL_PASSES = [
 
 _PASSES = (_ADDRESS_PASSES + _ABBREVIATION_PASSES + _DATE_PASSES + _TIME_PASSES + _PHONE_PASSES + _MONEY_PASSES
            + _MEASURE_PASSES + _NUMBER_PASSES + _SYMBOL_PASSES)
-# Rules see each other's output: "vs1999" only reads as "versus" once "1999" is words. The passes are repeated
-# until nothing changes; two rounds are the rule (the second one finds nothing), a third is rare.
-_MAX_ROUNDS = 4
+# Rules see each other's output ("x.com" glued to "etc." is an address only once "etc." is words), so the passes
+# are repeated until nothing changes: for real text the second round finds nothing; only glued-together
+# abbreviations and addresses need a third or fourth. Each round is linear, and the number of rounds is capped.
+_MAX_ROUNDS = 6
 
 
 def _english(text: str) -> str:
