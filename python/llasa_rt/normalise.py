@@ -15,10 +15,10 @@ German, French, Spanish, Italian, Portuguese or Dutch by a small stop-word count
 
 The rules are plain regular-expression passes run in a fixed order (URLs and emails, abbreviations, dates, times,
 phone numbers, money, percentages, units, other number shapes, plain numbers, symbols), each linear in the length
-of the text. Their output contains no ASCII digits and none of the symbols they handle, so `normalise` is
-idempotent; sentence punctuation is kept (an abbreviation that ends a sentence keeps its full stop). Spelling is
-American ("percent", "kilometers"), without "and" inside numbers ("one hundred three"). docs/normalise.md lists
-what is covered and the known gaps.
+of the text, and repeated until nothing changes (a capped number of rounds), so `normalise` is idempotent. Sentence
+punctuation is kept (an abbreviation that ends a sentence keeps its full stop). Spelling is American ("percent",
+"kilometers"), without "and" inside numbers ("one hundred three"). docs/normalise.md lists what is covered and the
+known gaps.
 """
 
 from __future__ import annotations
