@@ -168,6 +168,7 @@ BAD = [
     ({"model": "llasa", "input": "hi", "stream": True, "response_format": "flac"}, 400, "needs the whole utterance"),
     ({"model": "llasa", "input": "hi", "stream_format": "video"}, 400, "stream_format 'video' is not supported"),
     ({"model": "llasa", "input": "hi", "wat": 1}, 400, "unknown field(s) wat"),
+    ({"model": "llasa", "input": "hi", "normalise": "no"}, 400, "'normalise' must be true or false"),
     ([1, 2, 3], 400, "must be a JSON object"),
     ("just a string", 400, "must be a JSON object"),
 ]

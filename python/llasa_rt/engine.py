@@ -97,6 +97,12 @@ def _seeded(options: GenerationOptions) -> GenerationOptions:
 CHUNKINGS = ("sentences", "paper")
 
 
+def _check_flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
 def _check_text_options(split: Any, max_chars: Any, pause: Any,
                         chunking: Any) -> tuple[bool, int, float, str]:
     if not isinstance(split, bool):
@@ -297,11 +303,15 @@ class Engine:
         audio = codec.decode(np.concatenate([voice.codes, codes]))
         return audio[len(voice.codes) * codec.hop_length:]
 
-    def _pieces(self, text: str, split: bool, max_chars: int, chunking: str) -> list[str]:
+    def _pieces(self, text: str, split: bool, max_chars: int, chunking: str, normalise: bool = False) -> list[str]:
         PromptBuilder.check_text(text)
         if len(text) > MAX_TEXT_CHARS:
             raise InputError(f"the text has {len(text):,} characters, more than the {MAX_TEXT_CHARS:,} one call "
                              "takes; speak it in parts")
+        if normalise:
+            from .normalise import normalise as spell_out
+
+            text = spell_out(text)
         if not split:
             return [text]
         if chunking == "paper":
@@ -310,7 +320,7 @@ class Engine:
 
     def speak(self, text: str, options: GenerationOptions | None = None, *, voice: str | None = None,
               split: bool = True, max_chars: int = 200, pause: float = 0.15, chunking: str = "sentences",
-              **option_kwargs: Any) -> Audio:
+              normalise: bool = True, **option_kwargs: Any) -> Audio:
         """Speaks `text` and returns the whole utterance as `Audio` (float32 samples at 16 kHz).
 
         `options` / keyword options as in `generate_codes` (`search=` runs a verifier-guided search per piece; its
@@ -320,15 +330,18 @@ class Engine:
         `split=False` refuses text that does not fit the context instead); pieces are joined with `pause` seconds
         of silence. Without `voice`, every piece after the first continues in the first piece's voice, so a long
         text keeps one speaker. `seed` makes the result reproducible (`audio.seed` is the seed used).
+        `normalise` spells out numbers, dates, times, currencies, units and abbreviations in English text
+        (llasa_rt.normalise; other languages pass through unchanged).
         """
         opts = GenerationOptions.build(options, **option_kwargs)
         split, max_chars, pause, chunking = _check_text_options(split, max_chars, pause, chunking)
+        normalise = _check_flag(normalise, "normalise")
         self._require_codec()
         start = time.perf_counter()
         chunks, codes, timings = [], [], {"prefill_s": 0.0, "decode_s": 0.0, "tokens": 0.0, "codec_s": 0.0}
         report = SearchReport(opts.search.describe()) if opts.search is not None else None
         seed_used = None
-        for piece, gen, piece_voice in self._run_pieces(text, voice, split, max_chars, chunking, opts):
+        for piece, gen, piece_voice in self._run_pieces(text, voice, split, max_chars, chunking, opts, normalise):
             seed_used = gen.seed if seed_used is None else seed_used
             t = time.perf_counter()
             if chunks and pause > 0:
@@ -349,9 +362,10 @@ class Engine:
                      timings=timings, text=text, seed=seed_used, report=report.to_json() if report else None)
 
     def _run_pieces(self, text: str, voice: str | None, split: bool, max_chars: int, chunking: str,
-                    options: GenerationOptions) -> Iterator[tuple[str, Generation, _Voice | None]]:
+                    options: GenerationOptions,
+                    normalise: bool = False) -> Iterator[tuple[str, Generation, _Voice | None]]:
         """Generates each piece of `text` in turn; yields (piece, generation, voice used for decoding)."""
-        pieces = self._pieces(text, split, max_chars, chunking)
+        pieces = self._pieces(text, split, max_chars, chunking, normalise)
         voices = _PieceVoices(self._voice(voice), len(pieces))
         options = _seeded(options)
         for i, piece in enumerate(pieces):
@@ -362,7 +376,7 @@ class Engine:
 
     def speak_stream(self, text: str, options: GenerationOptions | None = None, *, voice: str | None = None,
                      split: bool = True, max_chars: int = 200, pause: float = 0.15, chunking: str = "sentences",
-                     stream: StreamingConfig | None = None, tokens_per_callback: int = 5,
+                     normalise: bool = True, stream: StreamingConfig | None = None, tokens_per_callback: int = 5,
                      **option_kwargs: Any) -> Iterator[np.ndarray]:
         """Speaks `text`, yielding float32 audio chunks while the codes are still being generated.
 
@@ -376,9 +390,10 @@ class Engine:
         if opts.num_candidates != 1:
             raise InputError("speak_stream streams one candidate; drop num_candidates (or pass a search)")
         split, max_chars, pause, chunking = _check_text_options(split, max_chars, pause, chunking)
+        normalise = _check_flag(normalise, "normalise")
         every = as_int(tokens_per_callback, "tokens_per_callback", 1, 10_000)
         codec = self._require_codec()
-        pieces = self._pieces(text, split, max_chars, chunking)
+        pieces = self._pieces(text, split, max_chars, chunking, normalise)
         voices = _PieceVoices(self._voice(voice), len(pieces))
         if stream is not None:
             stream.validate(codec.hop_length)

@@ -305,10 +305,8 @@ class SpeechService:
 
 
 def _normaliser() -> Any:
-    try:
-        from .normalise import normalise
-    except ImportError:
-        return None
+    from .normalise import normalise
+
     return normalise
 
 

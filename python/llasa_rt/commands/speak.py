@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how long text is split: at sentences (default), or the Llasa paper's rule (> 100 "
                         "characters -> 2 chunks, > 200 -> 3, ...)")
     p.add_argument("--no-split", action="store_true", help="do not split long text at sentences (error if too long)")
+    p.add_argument("--no-normalise", action="store_true",
+                   help="read numbers, dates, currencies, ... as written (default: spelled out for English text)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all physical cores)")
     p.add_argument("--fast-load", action="store_true", help="skip checking the bundle files' sha256 on load")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on stderr")
@@ -95,7 +97,8 @@ def _write_raw(engine, text: str, options, args: argparse.Namespace) -> int:
         raise LlasaError("standard output is closed; redirect it to a file or a player, or use -o FILE")
     stdout = sys.stdout.buffer
     samples = 0
-    chunks = engine.speak_stream(text, options, voice=args.voice, split=not args.no_split, chunking=args.chunking)
+    chunks = engine.speak_stream(text, options, voice=args.voice, split=not args.no_split, chunking=args.chunking,
+                                 normalise=not args.no_normalise)
     try:
         for chunk in chunks:
             stdout.write(to_pcm16(chunk))
@@ -147,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
     engine = Engine(args.bundle, threads=args.threads, verify="fast" if args.fast_load else "full")
     if args.output_raw:
         return _write_raw(engine, text, options, args)
-    audio = engine.speak(text, options, voice=args.voice, split=not args.no_split, chunking=args.chunking)
+    audio = engine.speak(text, options, voice=args.voice, split=not args.no_split, chunking=args.chunking,
+                         normalise=not args.no_normalise)
     audio.save(args.output)
     if args.report:
         _write_report(args.report, audio)
