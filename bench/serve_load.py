@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 TEXTS = ["Welcome to the museum.", "The next train leaves at platform four.", "Please take your ticket.",
          "Thank you for your visit, and have a pleasant day."]
@@ -44,62 +45,82 @@ def run_load(url: str, clients: int, seconds: float, rss: Callable[[], float] | 
     stop = time.time() + seconds
     lock = threading.Lock()
     out = {"good_ok": 0, "good_5xx": 0, "good_other": 0, "bad_sent": 0, "bad_4xx": 0, "cancelled": 0,
-           "ttfa": [], "latency": []}
+           "client_errors": 0, "ttfa": [], "latency": []}
     rss_start = rss() if rss else 0.0
 
     def client(k: int) -> None:
         rng = random.Random(seed * 1000 + k)
-        with httpx.Client(timeout=120) as http:
+        with httpx.Client(timeout=300) as http:
             while time.time() < stop:
-                kind = rng.choices(["plain", "stream", "cancel", "bad"], [4, 3, 1, 1])[0]
-                body = {"model": "llasa", "input": rng.choice(TEXTS), "seed": rng.randrange(1 << 30),
-                        "response_format": "pcm"}
-                if max_new_tokens:
-                    body["max_new_tokens"] = max_new_tokens
-                t0 = time.perf_counter()
-                if kind == "bad":
-                    r = http.post(url + "/v1/audio/speech", json=rng.choice(BAD_BODIES))
+                try:
+                    one(http, rng)
+                except httpx.HTTPError as e:  # a timeout or a dropped connection counts as an error, then goes on
                     with lock:
-                        out["bad_sent"] += 1
-                        out["bad_4xx"] += 400 <= r.status_code < 500
-                    continue
-                if kind == "plain":
-                    r = http.post(url + "/v1/audio/speech", json=body)
-                    status = r.status_code
-                    first = time.perf_counter() - t0
-                else:
-                    body["stream"] = True
-                    first = None
-                    with http.stream("POST", url + "/v1/audio/speech", json=body) as r:
-                        status = r.status_code
-                        for chunk in r.iter_bytes():
-                            if chunk and first is None:
-                                first = time.perf_counter() - t0
-                                if kind == "cancel":
-                                    break
-                with lock:
-                    if kind == "cancel":
-                        out["cancelled"] += 1
-                    elif status == 200:
-                        out["good_ok"] += 1
-                        out["latency"].append(time.perf_counter() - t0)
-                        if first is not None:
-                            out["ttfa"].append(first)
-                    elif status >= 500:
-                        out["good_5xx"] += 1
-                    else:
-                        out["good_other"] += 1
+                        out["client_errors"] += 1
+                        out.setdefault("client_error_kinds", []).append(type(e).__name__)
+
+    def one(http: httpx.Client, rng: random.Random) -> None:
+        kind = rng.choices(["plain", "stream", "cancel", "bad"], [4, 3, 1, 1])[0]
+        body = {"model": "llasa", "input": rng.choice(TEXTS), "seed": rng.randrange(1 << 30),
+                "response_format": "pcm"}
+        if max_new_tokens:
+            body["max_new_tokens"] = max_new_tokens
+        t0 = time.perf_counter()
+        if kind == "bad":
+            r = http.post(url + "/v1/audio/speech", json=rng.choice(BAD_BODIES))
+            with lock:
+                out["bad_sent"] += 1
+                out["bad_4xx"] += 400 <= r.status_code < 500
+            return
+        if kind == "plain":
+            r = http.post(url + "/v1/audio/speech", json=body)
+            status = r.status_code
+            first = time.perf_counter() - t0
+        else:
+            body["stream"] = True
+            first = None
+            with http.stream("POST", url + "/v1/audio/speech", json=body) as r:
+                status = r.status_code
+                for chunk in r.iter_bytes():
+                    if chunk and first is None:
+                        first = time.perf_counter() - t0
+                        if kind == "cancel":
+                            break
+        with lock:
+            if kind == "cancel":
+                out["cancelled"] += 1
+            elif status == 200:
+                out["good_ok"] += 1
+                out["latency"].append(time.perf_counter() - t0)
+                if first is not None:
+                    out["ttfa"].append(first)
+            elif status >= 500:
+                out["good_5xx"] += 1
+            else:
+                out["good_other"] += 1
+
+    samples: list[tuple[float, float]] = []
+
+    def sample_rss() -> None:
+        while time.time() < stop:
+            samples.append((time.time(), rss()))
+            time.sleep(max(1.0, seconds / 60))
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    if rss:
+        threads.append(threading.Thread(target=sample_rss))
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     time.sleep(1.0)
+    half = [(t, v) for t, v in samples if t >= samples[0][0] + seconds / 2] if samples else []
+    slope = (float(np.polyfit([t / 60 for t, _ in half], [v for _, v in half], 1)[0]) if len(half) >= 3 else None)
     report = {k: v for k, v in out.items() if k not in ("ttfa", "latency")}
     report.update({"ttfa_p50_s": _pct(out["ttfa"], 0.5), "ttfa_p95_s": _pct(out["ttfa"], 0.95),
                    "latency_p50_s": _pct(out["latency"], 0.5), "latency_p95_s": _pct(out["latency"], 0.95),
-                   "rss_growth_mb": (rss() - rss_start) if rss else None})
+                   "rss_growth_mb": (rss() - rss_start) if rss else None,
+                   "rss_slope_second_half_mb_per_min": slope})
     return report
 
 
@@ -167,7 +188,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--table", action="store_true", help="throughput with 1/2/4/8 clients vs sequential")
     ap.add_argument("--soak", type=float, help="minutes of mixed load, reporting RSS at start and end")
-    ap.add_argument("--tokens", type=int, default=100, help="codes per request in --table")
+    ap.add_argument("--tokens", type=int, default=100,
+                    help="codes per request (random weights never end an utterance on their own)")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     server = None
@@ -192,10 +214,11 @@ def main() -> None:
         elif a.soak:
             rss = server.rss_mb if server else None
             start_rss = rss() if rss else None
-            report = run_load(url, a.clients, a.soak * 60, rss)
+            report = run_load(url, a.clients, a.soak * 60, rss, max_new_tokens=a.tokens)
             print(json.dumps({**report, "rss_start_mb": start_rss, "rss_end_mb": rss() if rss else None}, indent=1))
         else:
-            print(json.dumps(run_load(url, a.clients, a.seconds, server.rss_mb if server else None), indent=1))
+            print(json.dumps(run_load(url, a.clients, a.seconds, server.rss_mb if server else None,
+                                      max_new_tokens=a.tokens), indent=1))
     finally:
         if server:
             server.close()
