@@ -97,12 +97,14 @@ EXPORT_DEPS = [
     "huggingface_hub>=0.24",
     "jinja2>=3.1",
 ]
+SERVER_DEPS = ["starlette>=0.37", "uvicorn>=0.30"]
 # Verifier extras: resemblyzer ships the trained GE2E speaker encoder (its webrtcvad dependency imports
 # pkg_resources, gone from setuptools 81); pocketsphinx ships a trained English acoustic model (forced alignment).
 RESEMBLYZER_DEPS = ["resemblyzer>=0.1.4", "setuptools<81"]
 POCKETSPHINX_DEPS = ["pocketsphinx>=5.0"]
 # Tests also compare WER with jiwer and score real English speech shipped in the moonshine-voice wheel.
-TEST_DEPS = ["pytest>=8", "ruff>=0.6", "jiwer>=3.0", "moonshine-voice>=0.1.5", *RESEMBLYZER_DEPS, *POCKETSPHINX_DEPS]
+TEST_DEPS = ["pytest>=8", "ruff>=0.6", "httpx>=0.27", "jiwer>=3.0", "moonshine-voice>=0.1.5", *RESEMBLYZER_DEPS,
+             *POCKETSPHINX_DEPS]
 
 setup(
     name="llasa-rt",
@@ -117,8 +119,8 @@ setup(
     ext_modules=[CMakeExtension("llasa_rt._core", ROOT)],
     cmdclass={"build_ext": CMakeBuild},
     install_requires=RUNTIME_DEPS,
-    extras_require={"export": EXPORT_DEPS, "resemblyzer": RESEMBLYZER_DEPS, "pocketsphinx": POCKETSPHINX_DEPS,
-                    "test": TEST_DEPS + EXPORT_DEPS},
+    extras_require={"export": EXPORT_DEPS, "server": SERVER_DEPS, "resemblyzer": RESEMBLYZER_DEPS,
+                    "pocketsphinx": POCKETSPHINX_DEPS, "test": TEST_DEPS + EXPORT_DEPS + SERVER_DEPS},
     entry_points={"console_scripts": ["llasa-rt=llasa_rt.cli:main"]},
     zip_safe=False,
 )

@@ -26,6 +26,19 @@ class PyBackend : public Backend {
     forward(View(self, input_ids, {batch, seq_len}, /*writeable=*/false), past_len,
             View(self, logits, {batch, buffers().rows()}));
   }
+
+  void ForwardRows(const int64_t *input_ids, int first_slot, int batch, int seq_len, int mask_len,
+                   float *logits) override {
+    py::gil_scoped_acquire gil;
+    py::function forward = py::get_override(static_cast<const Backend *>(this), "forward_rows");
+    if (!forward) {
+      throw std::logic_error("this Backend subclass does not implement forward_rows(input_ids, first_slot, "
+                             "mask_len, logits), so it cannot batch requests (Scheduler)");
+    }
+    py::object self = py::cast(static_cast<Backend *>(this));
+    forward(View(self, input_ids, {batch, seq_len}, /*writeable=*/false), first_slot, mask_len,
+            View(self, logits, {batch, buffers().rows()}));
+  }
 };
 
 }  // namespace
@@ -37,7 +50,10 @@ void BindBackend(py::module_ &m) {
       "    forward(self, input_ids, past_len, logits) -> None\n"
       "input_ids: read-only int64 [batch, seq_len]; logits: float32 [batch, rows] to fill with the last position's "
       "logits. Row b's keys/values for positions [0, past_len) are in KV slot b of `cache`; write the new ones at "
-      "[past_len, past_len + seq_len). position_ids and the attention mask are in `buffers`.")
+      "[past_len, past_len + seq_len). position_ids and the attention mask are in `buffers`.\n"
+      "For request batching (Scheduler) also implement\n"
+      "    forward_rows(self, input_ids, first_slot, mask_len, logits) -> None\n"
+      "over KV slots [first_slot, first_slot + batch) with buffers.padded_mask as the [batch, mask_len] mask.")
       .def(py::init<KvCache &, StepBuffers &>(), py::arg("cache"), py::arg("buffers"), py::keep_alive<1, 2>(),
            py::keep_alive<1, 3>(), "Raises InputError if `buffers` was made for another cache shape.")
       .def_property_readonly(

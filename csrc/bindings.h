@@ -34,6 +34,7 @@ void BindCandidates(py::module_ &m, py::module_ &testing);       // candidates.h
 void BindBackend(py::module_ &m);                                // backend.h
 void BindGenerationController(py::module_ &m);                   // generation_controller.h
 void BindGenerator(py::module_ &m);                              // generator.h
+void BindScheduler(py::module_ &m);                              // scheduler.h
 
 // ---- NumPy -----------------------------------------------------------------------------------------------------
 

@@ -19,4 +19,5 @@ PYBIND11_MODULE(_core, m) {
   BindBackend(m);
   BindGenerationController(m);
   BindGenerator(m);
+  BindScheduler(m);
 }

@@ -33,6 +33,9 @@ void BindStepBuffers(py::module_ &m) {
                              "int64, laid out like input_ids; filled by the core before each forward.")
       .def_property_readonly("attention_mask", &IdsView<&StepBuffers::attention_mask>,
                              "int64 ones [slots * max_seq_len]; any [batch, past_len + seq_len] prefix is a mask.")
+      .def_property_readonly("padded_mask", &IdsView<&StepBuffers::padded_mask>,
+                             "int64 [slots * max_seq_len]; a Scheduler step's [batch, mask_len] mask (ones, then "
+                             "zeros per row) comes first.")
       .def_property_readonly(
           "logits",
           [](py::object self) {

@@ -67,6 +67,7 @@ class Audio:
         timings: seconds spent per stage ("prompt", "prefill", "decode", "codec", "total") and counts.
         text: the text that was spoken.
         seed: the sampling seed that reproduces it (pass it back with the same options and text).
+        report: with a search, what it did per piece: every candidate's scores, which one was chosen, timings.
     """
 
     samples: np.ndarray
@@ -75,6 +76,7 @@ class Audio:
     timings: dict[str, float] = field(default_factory=dict)
     text: str = ""
     seed: int | None = None
+    report: dict | None = None
 
     @property
     def duration(self) -> float:

@@ -34,6 +34,7 @@ from .codec import CodecDecoder, StreamingConfig
 from .errors import BundleError, InputError
 from .options import MAX_CANDIDATES, GenerationOptions, as_float, as_int
 from .prompt import PromptBuilder
+from .search import ScoreContext, Scorer, Search, SearchReport, SearchRun, paper_chunks, verifier_scorer
 from .text import MIN_CHARS, split_text
 
 MAX_VOICE_CODES = 750  # reference codes (15 s) a piece may carry as its voice prompt
@@ -60,12 +61,14 @@ class Generation:
     prompt_ids: list[int]  # the prompt that was fed (text + voice codes)
     seed: int  # the sampling seed used (pass it back to reproduce the result)
     timings: dict[str, float]  # prefill_s, decode_s, tokens, steps, decode_tok_s, core_ms_per_step, ...
+    chosen: int = 0  # index of the chosen candidate in `candidates`
 
 
 @dataclass
 class _Voice:
     transcript: str
     codes: np.ndarray
+    name: str | None = None  # the bundle voice it came from (None: a piece's own speech)
 
 
 class _PieceVoices:
@@ -91,10 +94,23 @@ def _seeded(options: GenerationOptions) -> GenerationOptions:
     return GenerationOptions.build(options, seed=int.from_bytes(os.urandom(8), "little"))
 
 
-def _check_text_options(split: Any, max_chars: Any, pause: Any) -> tuple[bool, int, float]:
+CHUNKINGS = ("sentences", "paper")
+
+
+def _check_flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def _check_text_options(split: Any, max_chars: Any, pause: Any,
+                        chunking: Any) -> tuple[bool, int, float, str]:
     if not isinstance(split, bool):
         raise InputError(f"split must be True or False, not {split!r}")
-    return split, as_int(max_chars, "max_chars", MIN_CHARS, MAX_TEXT_CHARS), as_float(pause, "pause", 0.0, MAX_PAUSE_S)
+    if chunking not in CHUNKINGS:
+        raise InputError(f"chunking must be one of {', '.join(CHUNKINGS)}, not {chunking!r}")
+    return (split, as_int(max_chars, "max_chars", MIN_CHARS, MAX_TEXT_CHARS),
+            as_float(pause, "pause", 0.0, MAX_PAUSE_S), chunking)
 
 
 class Engine:
@@ -120,6 +136,7 @@ class Engine:
         self.sample_rate = m.audio.sample_rate
         self.prompt = PromptBuilder.from_bundle(self.bundle)
         self.lm = create_lm(self.bundle, self.runtime)
+        self._scorer_cache: dict[str, Scorer] = {}
         self.codec: CodecDecoder | None = create_codec(self.bundle, self.runtime) if CODEC_GRAPH in m.graphs else None
         self._lock = threading.Lock()
 
@@ -134,7 +151,7 @@ class Engine:
         if not isinstance(voice, str):
             raise InputError(f"voice must be the name of one of the bundle's voices, not {type(voice).__name__}")
         codes, transcript = read_voice(self.bundle, voice)
-        return _Voice(transcript=transcript, codes=codes)
+        return _Voice(transcript=transcript, codes=codes, name=voice)
 
     def sampling_options(self, options: GenerationOptions, room: int) -> tuple[Any, int]:
         """The C++ core's SamplingOptions for `options` (bundle defaults filled in, max_new_tokens within `room`)
@@ -173,20 +190,21 @@ class Engine:
         return self._generate(text, self._voice(voice), opts, callback, callback_every, slots)
 
     def _generate(self, text: str, voice: _Voice | None, options: GenerationOptions,
-                  callback: Callable[[Any], None] | None, callback_every: int, slots: int | None = None) -> Generation:
+                  callback: Callable[[Any], None] | None, callback_every: int, slots: int | None = None,
+                  on_final: Callable[[np.ndarray], None] | None = None,
+                  stop: threading.Event | None = None) -> Generation:
         n = options.num_candidates
         slots = n if slots is None else as_int(slots, "slots", n, MAX_CANDIDATES)
         callback_every = as_int(callback_every, "callback_every", 0, 1 << 20)
+        run = None
+        if options.search is not None:
+            if callback is not None:
+                raise InputError("a search drives the generation itself: callback= cannot be combined with search=")
+            run = self._search_run(options.search, text, voice)
+            run.on_final, run.stop = on_final, stop
+            callback, callback_every, n, slots = run, run.callback_every(), run.search.slots, run.search.slots
         t0 = time.perf_counter()
-        prompt = (self.prompt.build(text) if voice is None
-                  else self.prompt.build(text, voice_transcript=voice.transcript, voice_codes=voice.codes))
-        room = self.max_context - len(prompt)
-        if room < 2:
-            what = "text and voice prompt" if voice is not None else "text"
-            raise InputError(f"the {what} take {len(prompt)} tokens, too many for the model's {self.max_context}-token "
-                             "context, which must also hold the speech; shorten the text (speak() splits long text "
-                             "at sentences unless split=False / --no-split), or use a shorter voice")
-        core_options, seed = self.sampling_options(options, room)
+        prompt, core_options, seed = self.prepare(text, voice, options)
         prompt_s = time.perf_counter() - t0
         with self._lock:
             generator = self.lm.generator(slots)
@@ -196,7 +214,13 @@ class Engine:
             wall = time.perf_counter() - t1
         cands = [CandidateCodes(codes=c.tokens.copy(), logprob=float(c.logprob), finish_reason=c.finish_reason,
                                 scores=dict(c.scores)) for c in result.candidates]
-        best = max(cands, key=lambda c: c.logprob / (len(c.codes) + 1))
+        if run is not None:
+            chosen, scores = run.choose(cands)
+            for c, sc in zip(cands, scores, strict=True):
+                c.scores = sc
+        else:
+            chosen = max(range(len(cands)), key=lambda i: cands[i].logprob / (len(cands[i].codes) + 1))
+        best = cands[chosen]
         t = result.timings
         fwd, core, batches = list(t.forward_seconds), list(t.core_seconds), list(t.batch_sizes)
         decode_s = float(sum(fwd) + sum(core))
@@ -206,8 +230,56 @@ class Engine:
             t.prefill_core_seconds, "decode_s": decode_s, "steps": float(len(fwd)), "tokens": float(tokens),
             "decode_tok_s": (sum(batches) / decode_s) if decode_s > 0 else 0.0,
             "core_ms_per_step": float(1e3 * sum(core) / max(1, len(core))), "generate_s": wall,
+            "callback_s": float(t.callback_seconds),
         }
-        return Generation(codes=best.codes, candidates=cands, prompt_ids=list(prompt), seed=seed, timings=timings)
+        if run is not None:
+            timings.update(run.stats.as_dict())
+        return Generation(codes=best.codes, candidates=cands, prompt_ids=list(prompt), seed=seed, timings=timings,
+                          chosen=chosen)
+
+    def prepare(self, text: str, voice: _Voice | None, options: GenerationOptions) -> tuple[list[int], Any, int]:
+        """Prompt ids, the core's SamplingOptions and the seed for one piece of text (what a generation needs)."""
+        prompt = (self.prompt.build(text) if voice is None
+                  else self.prompt.build(text, voice_transcript=voice.transcript, voice_codes=voice.codes))
+        room = self.max_context - len(prompt)
+        if room < 2:
+            what = "text and voice prompt" if voice is not None else "text"
+            raise InputError(f"the {what} take {len(prompt)} tokens, too many for the model's {self.max_context}-token "
+                             "context, which must also hold the speech; shorten the text (speak() splits long text "
+                             "at sentences unless split=False / --no-split), or use a shorter voice")
+        core_options, seed = self.sampling_options(options, room)
+        return prompt, core_options, seed
+
+    # ---- search -----------------------------------------------------------------------------------------------
+    def _scorers(self, items: tuple[Any, ...]) -> list[Scorer]:
+        out = []
+        for item in items:
+            if isinstance(item, str):
+                if item not in self._scorer_cache:
+                    self._scorer_cache[item] = verifier_scorer(self.bundle, item, self.runtime.threads)
+                out.append(self._scorer_cache[item])
+            elif all(hasattr(item, a) for a in ("name", "needs_audio", "score")):
+                out.append(item)
+            else:
+                raise InputError(f"a search scorer is a bundle verifier's name or an object with name, needs_audio "
+                                 f"and score(codes, audios, ctx); got {type(item).__name__}")
+        return out
+
+    def _search_run(self, search: Search, text: str, voice: _Voice | None) -> SearchRun:
+        prm, orm = self._scorers(search.prm), self._scorers(search.orm)
+        ctx = ScoreContext(text=text, voice=voice.name if voice is not None else None)
+        for s in prm + orm:
+            if getattr(s, "needs_voice", False) and ctx.voice is None:
+                raise InputError(f"verifier {s.name!r} compares the speech with a reference voice, and none is given; "
+                                 "pass voice=NAME / --voice NAME (add one with `llasa-rt voice add`), or drop it")
+        codec = self._require_codec() if any(s.needs_audio for s in prm + orm) else self.codec
+
+        def window(batch: np.ndarray) -> np.ndarray:
+            return codec.decode(batch)
+
+        return SearchRun(search, prm, orm, ctx, window, lambda codes: self._decode(codes, voice),
+                         hop=self.bundle.manifest.audio.hop_length,
+                         context_codes=voice.codes if voice is not None else np.zeros(0, np.int32))
 
     # ---- audio ------------------------------------------------------------------------------------
     def _require_codec(self) -> CodecDecoder:
@@ -231,30 +303,45 @@ class Engine:
         audio = codec.decode(np.concatenate([voice.codes, codes]))
         return audio[len(voice.codes) * codec.hop_length:]
 
-    def _pieces(self, text: str, split: bool, max_chars: int) -> list[str]:
+    def _pieces(self, text: str, split: bool, max_chars: int, chunking: str, normalise: bool = False) -> list[str]:
         PromptBuilder.check_text(text)
         if len(text) > MAX_TEXT_CHARS:
             raise InputError(f"the text has {len(text):,} characters, more than the {MAX_TEXT_CHARS:,} one call "
                              "takes; speak it in parts")
-        return split_text(text, max_chars) if split else [text]
+        if normalise:
+            from .normalise import normalise as spell_out
+
+            text = spell_out(text)
+        if not split:
+            return [text]
+        if chunking == "paper":
+            return [p for chunk in paper_chunks(text) for p in split_text(chunk, max(max_chars, len(chunk)))]
+        return split_text(text, max_chars)
 
     def speak(self, text: str, options: GenerationOptions | None = None, *, voice: str | None = None,
-              split: bool = True, max_chars: int = 200, pause: float = 0.15, **option_kwargs: Any) -> Audio:
+              split: bool = True, max_chars: int = 200, pause: float = 0.15, chunking: str = "sentences",
+              normalise: bool = True, **option_kwargs: Any) -> Audio:
         """Speaks `text` and returns the whole utterance as `Audio` (float32 samples at 16 kHz).
 
-        `options` / keyword options as in `generate_codes`. Long text is split at sentence boundaries (then
+        `options` / keyword options as in `generate_codes` (`search=` runs a verifier-guided search per piece; its
+        report, with every candidate's scores, is `audio.report`). Long text is split at sentence boundaries (then
         clauses, words, and hard cuts for text without spaces) into pieces of at most `max_chars` characters
-        (`split=False` refuses text that does not fit the context instead); pieces are joined with `pause`
-        seconds of silence. Without `voice`, every piece after the first continues in the first piece's voice, so
-        a long text keeps one speaker. `seed` makes the result reproducible (`audio.seed` is the seed used).
+        (`chunking="paper"`: the Llasa paper's rule, > 100 characters -> 2 pieces, > 200 -> 3, ...;
+        `split=False` refuses text that does not fit the context instead); pieces are joined with `pause` seconds
+        of silence. Without `voice`, every piece after the first continues in the first piece's voice, so a long
+        text keeps one speaker. `seed` makes the result reproducible (`audio.seed` is the seed used).
+        `normalise` spells out numbers, dates, times, currencies, units and abbreviations in English text
+        (llasa_rt.normalise; other languages pass through unchanged).
         """
         opts = GenerationOptions.build(options, **option_kwargs)
-        split, max_chars, pause = _check_text_options(split, max_chars, pause)
+        split, max_chars, pause, chunking = _check_text_options(split, max_chars, pause, chunking)
+        normalise = _check_flag(normalise, "normalise")
         self._require_codec()
         start = time.perf_counter()
         chunks, codes, timings = [], [], {"prefill_s": 0.0, "decode_s": 0.0, "tokens": 0.0, "codec_s": 0.0}
+        report = SearchReport(opts.search.describe()) if opts.search is not None else None
         seed_used = None
-        for _piece, gen, piece_voice in self._run_pieces(text, voice, split, max_chars, opts):
+        for piece, gen, piece_voice in self._run_pieces(text, voice, split, max_chars, chunking, opts, normalise):
             seed_used = gen.seed if seed_used is None else seed_used
             t = time.perf_counter()
             if chunks and pause > 0:
@@ -262,19 +349,23 @@ class Engine:
             chunks.append(self._decode(gen.codes, piece_voice))
             timings["codec_s"] += time.perf_counter() - t
             codes.append(gen.codes)
-            for k in ("prefill_s", "decode_s", "tokens"):
-                timings[k] += gen.timings[k]
+            for k, v in gen.timings.items():
+                if k in ("prefill_s", "decode_s", "tokens") or k.startswith("search_"):
+                    timings[k] = timings.get(k, 0.0) + v
+            if report is not None:
+                report.add_piece(piece, gen.candidates, gen.chosen, gen.timings)
         samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         timings["total_s"] = time.perf_counter() - start
         timings["pieces"] = float(len(codes))
         timings["rtf"] = timings["total_s"] / max(1e-9, len(samples) / self.sample_rate)
         return Audio(samples=samples, sample_rate=self.sample_rate, codes=np.concatenate(codes).astype(np.int32),
-                     timings=timings, text=text, seed=seed_used)
+                     timings=timings, text=text, seed=seed_used, report=report.to_json() if report else None)
 
-    def _run_pieces(self, text: str, voice: str | None, split: bool, max_chars: int,
-                    options: GenerationOptions) -> Iterator[tuple[str, Generation, _Voice | None]]:
+    def _run_pieces(self, text: str, voice: str | None, split: bool, max_chars: int, chunking: str,
+                    options: GenerationOptions,
+                    normalise: bool = False) -> Iterator[tuple[str, Generation, _Voice | None]]:
         """Generates each piece of `text` in turn; yields (piece, generation, voice used for decoding)."""
-        pieces = self._pieces(text, split, max_chars)
+        pieces = self._pieces(text, split, max_chars, chunking, normalise)
         voices = _PieceVoices(self._voice(voice), len(pieces))
         options = _seeded(options)
         for i, piece in enumerate(pieces):
@@ -284,22 +375,25 @@ class Engine:
             yield piece, gen, piece_voice
 
     def speak_stream(self, text: str, options: GenerationOptions | None = None, *, voice: str | None = None,
-                     split: bool = True, max_chars: int = 200, pause: float = 0.15,
-                     stream: StreamingConfig | None = None, tokens_per_callback: int = 5,
+                     split: bool = True, max_chars: int = 200, pause: float = 0.15, chunking: str = "sentences",
+                     normalise: bool = True, stream: StreamingConfig | None = None, tokens_per_callback: int = 5,
                      **option_kwargs: Any) -> Iterator[np.ndarray]:
         """Speaks `text`, yielding float32 audio chunks while the codes are still being generated.
 
         Codes are decoded in chunks with left context and a short cross-fade (see llasa_rt.codec.StreamingConfig;
         defaults: 1 s chunks, 3 s left context, 100 ms look-ahead). Closing the iterator early stops generation.
-        Same options as `speak` (one candidate).
+        Same options as `speak`. With `search=`, the codes that every surviving candidate shares are played while
+        the search goes on (a beam search's survivors soon share a prefix; best-of-N shares nothing until it
+        chooses, so its audio starts at the end); `num_candidates` > 1 without a search is refused.
         """
         opts = GenerationOptions.build(options, **option_kwargs)
         if opts.num_candidates != 1:
-            raise InputError("speak_stream streams one candidate; drop num_candidates")
-        split, max_chars, pause = _check_text_options(split, max_chars, pause)
+            raise InputError("speak_stream streams one candidate; drop num_candidates (or pass a search)")
+        split, max_chars, pause, chunking = _check_text_options(split, max_chars, pause, chunking)
+        normalise = _check_flag(normalise, "normalise")
         every = as_int(tokens_per_callback, "tokens_per_callback", 1, 10_000)
         codec = self._require_codec()
-        pieces = self._pieces(text, split, max_chars)
+        pieces = self._pieces(text, split, max_chars, chunking, normalise)
         voices = _PieceVoices(self._voice(voice), len(pieces))
         if stream is not None:
             stream.validate(codec.hop_length)
@@ -323,7 +417,8 @@ class Engine:
 
     def _stream_codes(self, piece: str, voice: _Voice | None, options: GenerationOptions,
                       every: int) -> Iterator[np.ndarray]:
-        """Runs one generation in a worker thread; yields codes as they become final. Closing stops it."""
+        """Runs one generation in a worker thread; yields codes as they become final, and at the end the chosen
+        candidate's codes that were not final yet (a search). Closing the iterator stops the generation."""
         out: queue.Queue = queue.Queue()
         stop = threading.Event()
 
@@ -334,22 +429,33 @@ class Engine:
             if stop.is_set() and not controller.done:
                 controller.stop()
 
+        def on_final(codes: np.ndarray) -> None:
+            out.put(codes)
+
         def work() -> None:
             try:
-                self._generate(piece, voice, options, on_step, every)
-                out.put(None)
+                if options.search is None:
+                    gen = self._generate(piece, voice, options, on_step, every)
+                else:
+                    gen = self._generate(piece, voice, options, None, 0, on_final=on_final, stop=stop)
+                out.put(gen)
             except BaseException as e:  # handed to the consumer thread
                 out.put(e)
 
         worker = threading.Thread(target=work, name="llasa-rt-generate", daemon=True)
         worker.start()
+        emitted = 0
         try:
             while True:
                 item = out.get()
-                if item is None:
+                if isinstance(item, Generation):
+                    rest = item.codes[emitted:]
+                    if rest.size and not stop.is_set():
+                        yield rest
                     return
                 if isinstance(item, BaseException):
                     raise item
+                emitted += len(item)
                 yield item
         finally:
             stop.set()

@@ -65,6 +65,7 @@ class GenerationOptions:
     max_new_tokens: int | None = None  # most codes per piece of text (50 per second); None = the context's room
     seed: int | None = None  # sampling seed in [0, 2^64-1]; None = a fresh random seed (reported back)
     num_candidates: int = 1  # candidates sampled from one prefill; the most likely (per token) is kept
+    search: Any = None  # a llasa_rt.Search (or its spec, e.g. "best-of-8"): verifier-guided choice of candidates
 
     def __post_init__(self) -> None:
         checks = {
@@ -85,6 +86,16 @@ class GenerationOptions:
                 object.__setattr__(self, name, check(value))
         if self.num_candidates is None:
             raise InputError(f"num_candidates must be an integer in [1, {MAX_CANDIDATES}], not None")
+        if self.search is not None:
+            from .search import Search
+
+            if isinstance(self.search, str):
+                object.__setattr__(self, "search", Search.parse(self.search))
+            elif not isinstance(self.search, Search):
+                raise InputError(f"search must be a llasa_rt.Search or a spec such as 'best-of-8', not "
+                                 f"{type(self.search).__name__}")
+            if self.num_candidates != 1:
+                raise InputError("pass either num_candidates or a search (best-of-N keeps N candidates), not both")
         if (self.min_new_tokens is not None and self.max_new_tokens is not None
                 and self.min_new_tokens > self.max_new_tokens):
             raise InputError(f"min_new_tokens ({self.min_new_tokens}) is larger than max_new_tokens "

@@ -16,4 +16,9 @@ Backend::Backend(KvCache &cache, StepBuffers &buffers) : cache_(cache), buffers_
   }
 }
 
+void Backend::ForwardRows(const int64_t *, int, int, int, int, float *) {
+  throw std::logic_error("this backend does not implement ForwardRows, so it cannot batch requests of different "
+                         "lengths (Scheduler); use Generator");
+}
+
 }  // namespace llasa_rt

@@ -17,6 +17,7 @@ StepBuffers::StepBuffers(const KvCache &cache, int rows)
     input_ids_.assign(positions, 0);
     position_ids_.assign(positions, 0);
     attention_mask_.assign(positions, 1);
+    padded_mask_.assign(positions, 0);
     logits_.assign(static_cast<size_t>(slots_) * static_cast<size_t>(rows_), 0.0f);
   } catch (const std::bad_alloc &) {
     throw AllocationError("cannot allocate step buffers for " + std::to_string(slots_) + " slots x " +

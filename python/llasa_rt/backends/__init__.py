@@ -67,21 +67,25 @@ class LmRunner:
     def generator(self, slots: int) -> Any:
         """The Generator over a KV cache with at least `slots` slots."""
         if slots > self.slots:
-            need = slots * self.model.kv_bytes_per_slot()
-            total = _physical_memory()
-            if total and need > total:
-                raise InputError(f"{slots} candidate slot(s) at a {self.model.max_context}-token context need "
-                                 f"{need / 2**30:.1f} GiB of KV cache, more than this machine's {total / 2**30:.1f} "
-                                 "GiB; use fewer candidates or export with a smaller --max-context")
-            m = self.model
-            cache = _core.KvCache(_core.KvCacheConfig(
-                num_layers=m.num_layers, num_kv_heads=m.num_kv_heads, head_dim=m.head_dim, slots=slots,
-                max_seq_len=m.max_context, dtype=m.kv_dtype))
-            buffers = _core.StepBuffers(cache, rows=self.tokens.head_rows)
-            self.backend = self._make_backend(self.session, cache, buffers, m)
+            self.backend = self.new_backend(slots)
             self._generator = _core.Generator(self.backend, self.config)
             self.slots = slots
         return self._generator
+
+    def new_backend(self, slots: int) -> Any:
+        """A backend over a new KV cache of `slots` slots (and its step buffers), sharing this LM's session."""
+        need = slots * self.model.kv_bytes_per_slot()
+        total = _physical_memory()
+        if total and need > total:
+            raise InputError(f"{slots} candidate slot(s) at a {self.model.max_context}-token context need "
+                             f"{need / 2**30:.1f} GiB of KV cache, more than this machine's {total / 2**30:.1f} "
+                             "GiB; use fewer candidates or export with a smaller --max-context")
+        m = self.model
+        cache = _core.KvCache(_core.KvCacheConfig(
+            num_layers=m.num_layers, num_kv_heads=m.num_kv_heads, head_dim=m.head_dim, slots=slots,
+            max_seq_len=m.max_context, dtype=m.kv_dtype))
+        buffers = _core.StepBuffers(cache, rows=self.tokens.head_rows)
+        return self._make_backend(self.session, cache, buffers, m)
 
 
 def _physical_memory() -> int:

@@ -126,22 +126,27 @@ class OrtLmBackend(_core.Backend):
         self.ids_ptr = _pointer(buffers.input_ids)
         self.pos_ptr = _pointer(buffers.position_ids)
         self.mask_ptr = _pointer(buffers.attention_mask)
+        self.padded_mask_ptr = _pointer(buffers.padded_mask)
         self.logits_ptr = _pointer(buffers.logits)
+        self.slot_bytes = int(self.keys[0][0].nbytes)  # one slot of one layer's K (or V) buffer
         self.bound_batch = 0
+        self.bound_rows: tuple[int, int] | None = None  # (first_slot, batch) of the last forward_rows binding
         self.profile = False  # when True, `run_seconds` collects the time of each session run (benchmarks)
         self.run_seconds: list[float] = []
 
-    def _bind_batch(self, batch: int) -> None:
-        """(Re)binds the KV buffers and logits for `batch` live rows."""
+    def _bind_batch(self, batch: int, first_slot: int = 0) -> None:
+        """(Re)binds the KV buffers of slots [first_slot, first_slot + batch) and the logits."""
         b = self.binding
         shape = [batch, *self.kv_tail]
+        offset = first_slot * self.slot_bytes
         for i in range(self.layers):
             for kind, bufs in (("key", self.keys), ("value", self.values)):
-                ptr = _pointer(bufs[i])
+                ptr = _pointer(bufs[i]) + offset
                 b.bind_input(LmIo.past(i, kind), "cpu", 0, self.kv_dtype, shape, ptr)
                 b.bind_output(LmIo.present(i, kind), "cpu", 0, self.kv_dtype, shape, ptr)
         b.bind_output(LmIo.LOGITS, "cpu", 0, np.float32, [batch, self.rows], self.logits_ptr)
-        self.bound_batch = batch
+        self.bound_batch = batch if first_slot == 0 else -1
+        self.bound_rows = (first_slot, batch)
 
     def forward(self, input_ids: np.ndarray, past_len: int, logits: np.ndarray) -> None:
         """One step over the first `batch` KV slots (called by the C++ loop)."""
@@ -152,12 +157,27 @@ class OrtLmBackend(_core.Backend):
         b.bind_input(LmIo.INPUT_IDS, "cpu", 0, np.int64, [batch, seq], self.ids_ptr)
         b.bind_input(LmIo.POSITION_IDS, "cpu", 0, np.int64, [batch, seq], self.pos_ptr)
         b.bind_input(LmIo.ATTENTION_MASK, "cpu", 0, np.int64, [batch, past_len + seq], self.mask_ptr)
+        self._run()
+
+    def forward_rows(self, input_ids: np.ndarray, first_slot: int, mask_len: int, logits: np.ndarray) -> None:
+        """A Scheduler step: rows in KV slots [first_slot, first_slot + batch), each with its own context length
+        (the padded mask's ones); GroupQueryAttention writes each row's new K/V at its own positions."""
+        batch, seq = input_ids.shape
+        if self.bound_rows != (first_slot, batch):
+            self._bind_batch(batch, first_slot)
+        b = self.binding
+        b.bind_input(LmIo.INPUT_IDS, "cpu", 0, np.int64, [batch, seq], self.ids_ptr)
+        b.bind_input(LmIo.POSITION_IDS, "cpu", 0, np.int64, [batch, seq], self.pos_ptr)
+        b.bind_input(LmIo.ATTENTION_MASK, "cpu", 0, np.int64, [batch, mask_len], self.padded_mask_ptr)
+        self._run()
+
+    def _run(self) -> None:
         if self.profile:
             t0 = time.perf_counter()
-            self.session.run_with_iobinding(b)
+            self.session.run_with_iobinding(self.binding)
             self.run_seconds.append(time.perf_counter() - t0)
         else:
-            self.session.run_with_iobinding(b)
+            self.session.run_with_iobinding(self.binding)
 
 
 class GrowingPastLm:

@@ -29,7 +29,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repetition-penalty", type=float, help="> 1 discourages repeating codes")
     p.add_argument("--max-new-tokens", type=int, help="most codes per piece of text (50 per second)")
     p.add_argument("--candidates", type=int, default=1, help="sample N candidates, keep the most likely (default 1)")
+    p.add_argument("--search", help="verifier-guided search: best-of-N (e.g. best-of-8) or beam:BxK[:C] (B beams x K "
+                                    "children, pruned every C tokens; e.g. beam:2x4:50)")
+    p.add_argument("--prm", help="process verifiers of a beam search, comma-separated bundle verifier names "
+                                 "(e.g. speaker)")
+    p.add_argument("--orm", help="outcome verifiers that pick the final candidate (e.g. asr,speaker)")
+    p.add_argument("--report", help="write every candidate's scores and the search's timings to this JSON file")
+    p.add_argument("--chunking", default="sentences", choices=["sentences", "paper"],
+                   help="how long text is split: at sentences (default), or the Llasa paper's rule (> 100 "
+                        "characters -> 2 chunks, > 200 -> 3, ...)")
     p.add_argument("--no-split", action="store_true", help="do not split long text at sentences (error if too long)")
+    p.add_argument("--no-normalise", action="store_true",
+                   help="read numbers, dates, currencies, ... as written (default: spelled out for English text)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all physical cores)")
     p.add_argument("--fast-load", action="store_true", help="skip checking the bundle files' sha256 on load")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on stderr")
@@ -61,11 +72,18 @@ def _text(args: argparse.Namespace) -> str:
 
 def generation_options(args: argparse.Namespace):  # -> llasa_rt.GenerationOptions
     """The one GenerationOptions of a CLI call, from its sampling flags."""
+    from llasa_rt.errors import InputError
     from llasa_rt.options import GenerationOptions
+    from llasa_rt.search import Search
 
+    search = None
+    if args.search:
+        search = Search.parse(args.search, prm=args.prm or (), orm=args.orm or ())
+    elif args.prm or args.orm:
+        raise InputError("--prm and --orm need --search (e.g. --search best-of-8 --orm asr)")
     return GenerationOptions(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
                              repetition_penalty=args.repetition_penalty, max_new_tokens=args.max_new_tokens,
-                             seed=args.seed, num_candidates=args.candidates)
+                             seed=args.seed, num_candidates=args.candidates, search=search)
 
 
 def _write_raw(engine, text: str, options, args: argparse.Namespace) -> int:
@@ -79,7 +97,8 @@ def _write_raw(engine, text: str, options, args: argparse.Namespace) -> int:
         raise LlasaError("standard output is closed; redirect it to a file or a player, or use -o FILE")
     stdout = sys.stdout.buffer
     samples = 0
-    chunks = engine.speak_stream(text, options, voice=args.voice, split=not args.no_split)
+    chunks = engine.speak_stream(text, options, voice=args.voice, split=not args.no_split, chunking=args.chunking,
+                                 normalise=not args.no_normalise)
     try:
         for chunk in chunks:
             stdout.write(to_pcm16(chunk))
@@ -99,6 +118,20 @@ def _write_raw(engine, text: str, options, args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_report(path: str, audio) -> None:
+    import json
+    from pathlib import Path
+
+    from llasa_rt.bundle.writer import write_bytes_atomic
+    from llasa_rt.errors import InputError
+
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise InputError(f"cannot write the report '{target}': folder '{target.parent}' does not exist")
+    report = audio.report or {"search": None, "pieces": []}
+    write_bytes_atomic(target, (json.dumps(report, indent=1) + "\n").encode("utf-8"))
+
+
 def run(args: argparse.Namespace) -> int:
     from llasa_rt.audio import FORMATS
     from llasa_rt.engine import Engine
@@ -107,14 +140,21 @@ def run(args: argparse.Namespace) -> int:
     if args.output and not args.output.lower().endswith(tuple(FORMATS)):
         raise InputError(f"cannot write '{args.output}': use a .wav, .flac or .ogg file name (or --output-raw)")
     if args.output_raw and args.candidates != 1:
-        raise InputError("--output-raw streams one candidate; drop --candidates")
+        raise InputError("--output-raw streams one candidate; drop --candidates (or use --search)")
+    if args.report and not args.output:
+        raise InputError("--report is written with -o FILE (a streamed --output-raw run has no report)")
+    if args.chunking == "paper" and args.no_split:
+        raise InputError("--chunking paper splits the text; drop --no-split")
     options = generation_options(args)  # checked before the (slow) bundle load
     text = _text(args)
     engine = Engine(args.bundle, threads=args.threads, verify="fast" if args.fast_load else "full")
     if args.output_raw:
         return _write_raw(engine, text, options, args)
-    audio = engine.speak(text, options, voice=args.voice, split=not args.no_split)
+    audio = engine.speak(text, options, voice=args.voice, split=not args.no_split, chunking=args.chunking,
+                         normalise=not args.no_normalise)
     audio.save(args.output)
+    if args.report:
+        _write_report(args.report, audio)
     if not args.quiet:
         t = audio.timings
         print(f"llasa-rt speak: wrote {args.output} ({audio.duration:.2f} s; {t['total_s']:.2f} s to make, "

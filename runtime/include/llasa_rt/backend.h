@@ -25,6 +25,15 @@ class Backend {
   // buffers().attention_mask() viewed as [batch, past_len + seq_len].
   virtual void Forward(const int64_t *input_ids, int batch, int seq_len, int past_len, float *logits) = 0;
 
+  // Request batching (Scheduler): runs `batch` rows whose KV lives in slots [first_slot, first_slot + batch),
+  // each with its own number of cached positions. `input_ids` [batch, seq_len] and the position ids are in
+  // buffers() as for Forward; the attention mask is buffers().padded_mask() viewed as [batch, mask_len], row b
+  // holding ones for its past + new positions and zeros after them. The backend writes row b's new keys/values
+  // at its own positions (those of the ones) and the last position's logits to `logits` [batch, rows].
+  // The default throws std::logic_error: a backend that cannot batch requests.
+  virtual void ForwardRows(const int64_t *input_ids, int first_slot, int batch, int seq_len, int mask_len,
+                           float *logits);
+
   KvCache &cache() const { return cache_; }
   StepBuffers &buffers() const { return buffers_; }
 

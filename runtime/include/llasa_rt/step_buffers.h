@@ -24,6 +24,9 @@ class StepBuffers {
   int64_t *position_ids() { return position_ids_.data(); }
   // All ones (slots * max_seq_len elements): any [batch, past_len + seq_len] prefix is a valid attention mask.
   int64_t *attention_mask() { return attention_mask_.data(); }
+  // Request batching: a padded attention mask [batch, mask_len] row-major at the start of the buffer (slots *
+  // max_seq_len elements); the scheduler writes each row as its valid positions in ones, then zeros.
+  int64_t *padded_mask() { return padded_mask_.data(); }
   // Last-position logits of a step, [batch, rows] (slots * rows elements).
   float *logits() { return logits_.data(); }
 
@@ -37,6 +40,7 @@ class StepBuffers {
   std::vector<int64_t> input_ids_;
   std::vector<int64_t> position_ids_;
   std::vector<int64_t> attention_mask_;
+  std::vector<int64_t> padded_mask_;
   std::vector<float> logits_;
 };
 
