@@ -11,8 +11,6 @@ from llasa_rt.verifiers.text import (
     error_rate,
     mostly_cjk,
     normalise_text,
-    number_words,
-    ordinal_words,
     word_error_rate,
 )
 
@@ -26,7 +24,9 @@ from llasa_rt.verifiers.text import (
                                              "five each"),
     ("The 21st of May, the 2nd, the 100th.", "the twenty first of may the second the one hundredth"),
     ("50% off", "fifty percent off"),
-    ("In 1999 and 1905 and 2024.", "in nineteen ninety nine and nineteen oh five and two thousand twenty four"),
+    ("In 1999 and 1905 and 2024.", "in nineteen ninety nine and nineteen oh five and twenty twenty four"),
+    ("Dr. Smith paid $5.50 at 3:30 pm.", "doctor smith paid five dollars and fifty cents at three thirty p m"),
+    ("我有3个苹果。", "我有3个苹果"),  # not English: digits stay as written (on both sides)
     ("Call 007 now", "call zero zero seven now"),
     ("Tom & Jerry", "tom and jerry"),
     ("Ça va? Naïve café.", "ça va naïve café"),
@@ -45,10 +45,12 @@ def test_numbers_spell_the_same_on_both_sides():
     assert (rate, metric) == (0.0, "wer") and ref == hyp
 
 
-def test_number_words():
-    assert number_words(0) == "zero" and number_words(105) == "one hundred five"
-    assert number_words(1_000_001) == "one million one" and number_words(-4) == "minus four"
-    assert ordinal_words(1) == "first" and ordinal_words(40) == "fortieth" and ordinal_words(12) == "twelfth"
+def test_the_reference_picks_the_speller_for_both_sides():
+    """The transcript is spelled with the reference's language decision: an English text's digits match the
+    words heard; an all-caps CTC transcript is not mistaken for initialisms."""
+    assert error_rate("Pay $5 by 9 am.", "PAY FIVE DOLLARS BY NINE A M")[0] == 0.0
+    assert error_rate("The US army.", "THE US ARMY")[0] == 0.0
+    assert normalise_text("It is 42.") == normalise_text("IT IS FORTY-TWO") == "it is forty two"
 
 
 def test_cjk_text_uses_character_error_rate():

@@ -3,11 +3,13 @@
 `normalise_text` is applied to BOTH the text to speak and the recogniser's transcript, so that only what is said
 counts:
 
-1. Unicode NFKC, then lower case (`str.casefold`); curly apostrophes become "'".
-2. Numbers are spelled out in English words the same way on both sides: "42" -> "forty two", "3.5" -> "three point
-   five", "1,000" -> "one thousand", "21st" -> "twenty first", "50%" -> "fifty percent"; a four-digit number from
-   1100 to 1999 is read as a year ("1999" -> "nineteen ninety nine"). "&" becomes "and".
-3. Every other punctuation mark or symbol becomes a space; an apostrophe is kept only inside a word ("don't").
+1. Numbers, dates, times, money, percentages, units, abbreviations and symbols are spelled out by the speech
+   front end's own English normaliser (`llasa_rt.normalise`, the one `speak` applies to the text), chosen once from
+   the text to speak and applied to both sides: "42" -> "forty-two", "3:30 pm" -> "three thirty p m", "$5.50" ->
+   "five dollars and fifty cents", "1999" -> "nineteen ninety-nine". Text that does not read as English (CJK, other
+   languages) keeps its digits as written, on both sides.
+2. Unicode NFKC, then lower case (`str.casefold`); curly apostrophes become "'"; "&" becomes "and".
+3. Every other punctuation mark or symbol (hyphens too) becomes a space; an apostrophe is kept only inside a word.
 4. Runs of white space become one space; leading and trailing space is removed.
 
 `error_rate` then compares word sequences (WER), or characters with spaces removed (CER) when most of the text's
@@ -16,87 +18,31 @@ characters are CJK (Han, kana, Hangul), whose words are not separated by spaces.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
-_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
-_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-_SCALES = [(10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand")]
-_ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth", "nine": "ninth",
-            "twelve": "twelfth"}
-_MAX_SPELLED = 10**15  # longer digit strings are read digit by digit
+from ..normalise import Normaliser
 
-_NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(st|nd|rd|th)?(%)?(?!\w)")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
+_ENGLISH = Normaliser("en")
+_AS_WRITTEN = Normaliser("none")  # any non-English code: text passes through unchanged
 
 
-def number_words(n: int) -> str:
-    """An integer as English cardinal words without "and": 1234 -> "one thousand two hundred thirty four"."""
-    if n < 0:
-        return "minus " + number_words(-n)
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    if n < 1000:
-        return _ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + number_words(n % 100))
-    for value, name in _SCALES:
-        if n >= value:
-            rest = n % value
-            return number_words(n // value) + " " + name + ("" if rest == 0 else " " + number_words(rest))
-    raise AssertionError(n)  # unreachable: every n >= 1000 has a scale
+def spoken_form(reference: str) -> Normaliser:
+    """The speech front end's normaliser for `reference`: English rules when the text reads as English (as
+    `llasa_rt.normalise` decides it), else none. Both sides of a comparison use the one chosen for the reference."""
+    return _ENGLISH if Normaliser("auto").applies_to(reference) else _AS_WRITTEN
 
 
-def ordinal_words(n: int) -> str:
-    """An integer as English ordinal words: 21 -> "twenty first", 100 -> "one hundredth"."""
-    words = number_words(n).split()
-    last = words[-1]
-    if last in _ORDINAL:
-        words[-1] = _ORDINAL[last]
-    elif last.endswith("y"):
-        words[-1] = last[:-1] + "ieth"
-    else:
-        words[-1] = last + "th"
-    return " ".join(words)
+def normalise_text(text: str, spoken: Normaliser | None = None) -> str:
+    """The normalised form used for WER / CER (see the module docstring for the rules).
 
-
-def _digits(s: str) -> str:
-    return " ".join(_ONES[int(c)] for c in s)
-
-
-def _spell(match: re.Match[str]) -> str:
-    whole, fraction, suffix, percent = match.groups()
-    digits = whole.replace(",", "")
-    value = int(digits)
-    if len(digits) > 15 or value >= _MAX_SPELLED or (digits.startswith("0") and len(digits) > 1):
-        words = _digits(digits)  # phone numbers, codes, "007": digit by digit
-    elif suffix and not fraction:
-        words = ordinal_words(value)
-    elif "," not in whole and not fraction and 1100 <= value <= 1999:
-        hi, lo = divmod(value, 100)  # a year: 1999 -> nineteen ninety nine, 1900 -> nineteen hundred
-        words = number_words(hi) + " " + ("hundred" if lo == 0 else ("oh " if lo < 10 else "") + number_words(lo))
-    else:
-        words = number_words(value)
-    if fraction:
-        words += " point " + _digits(fraction)
-    if percent:
-        words += " percent"
-    return f" {words} "
-
-
-def normalise_text(text: str) -> str:
-    """The normalised form used for WER / CER (see the module docstring for the rules)."""
-    s = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).casefold()
-    s = s.replace("&", " and ")
-    s = _NUMBER.sub(_spell, s)
+    `spoken` is the number / abbreviation speller (default: the one `spoken_form` picks for `text` itself)."""
+    s = (spoken or spoken_form(text))(text)
+    s = unicodedata.normalize("NFKC", s).translate(_APOSTROPHES).casefold().replace("&", " and ")
     out = []
     for ch in s:
         cat = unicodedata.category(ch)
-        if ch == "'" or cat[0] in "LNM":
-            out.append(ch)
-        else:
-            out.append(" ")  # punctuation, symbols, separators, control characters
+        out.append(ch if ch == "'" or cat[0] in "LNM" else " ")  # punctuation, symbols, separators, controls
     words = []
     for word in "".join(out).split():
         word = word.strip("'")
@@ -149,7 +95,8 @@ def char_error_rate(reference: str, hypothesis: str) -> float:
 
 def error_rate(text: str, transcript: str) -> tuple[float, str, str, str]:
     """Normalises both sides and returns (error rate, "wer" or "cer", normalised text, normalised transcript)."""
-    ref, hyp = normalise_text(text), normalise_text(transcript)
+    spoken = spoken_form(text)
+    ref, hyp = normalise_text(text, spoken), normalise_text(transcript, spoken)
     if mostly_cjk(ref):
         return char_error_rate(ref, hyp), "cer", ref, hyp
     return word_error_rate(ref, hyp), "wer", ref, hyp
