@@ -320,13 +320,21 @@ class VerifierScorer:
 
 
 def verifier_scorer(bundle: Any, name: str, threads: int | None = None) -> VerifierScorer:
-    """The bundle's verifier `name` as a scorer (unknown names are refused with the bundle's list)."""
+    """The bundle's verifier `name` as a scorer; a kind ("speaker", "asr", ...) names the bundle's only verifier
+    of that kind. Unknown names are refused with the bundle's list."""
     try:
         from .verifiers import load_verifier
     except ImportError:
         have = ", ".join(sorted(bundle.manifest.verifiers)) or "none"
         raise InputError(f"verifier {name!r}: this llasa-rt has no verifier runtime; bundle verifiers: "
                          f"{have}") from None
+    verifiers = bundle.manifest.verifiers
+    if name not in verifiers:  # a kind ("speaker", "asr") stands for the bundle's only verifier of that kind
+        of_kind = sorted(n for n, v in verifiers.items() if v.kind == name)
+        if len(of_kind) == 1:
+            name = of_kind[0]
+        elif len(of_kind) > 1:
+            raise InputError(f"the bundle has {len(of_kind)} {name} verifiers ({', '.join(of_kind)}); name one")
     return VerifierScorer(load_verifier(bundle, name, threads))
 
 
