@@ -19,9 +19,10 @@ from .options import GenerationOptions
 if TYPE_CHECKING:
     from .audio import Audio
     from .engine import Engine, Generation
+    from .search import Search
 
 __all__ = ["Audio", "BundleError", "CheckpointError", "Engine", "Generation", "GenerationOptions", "InputError",
-           "LlasaError", "__version__"]
+           "LlasaError", "Search", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -34,4 +35,8 @@ def __getattr__(name: str) -> Any:
         from .audio import Audio
 
         return Audio
+    if name == "Search":
+        from .search import Search
+
+        return Search
     raise AttributeError(f"module 'llasa_rt' has no attribute {name!r}")
