@@ -105,6 +105,21 @@ def main() -> None:
         print(f"| {name} | {r['live']} | {r['total']:.2f} | {r['total'] / base:.2f}x | {r['rtf']:.2f} | "
               f"{r['lm']:.2f} | {r['codec']:.2f} | {r['verifier']:.2f} | {100 * share:.0f}% |")
 
+    # The error of scoring audio decoded from a window (last C + 25 codes after 25 voice codes) instead of a full
+    # re-decode with the whole voice prompt in front, on the plain run's codes.
+    from llasa_rt.export.codec import snr_db
+
+    plain = engine.generate_codes(TEXT, seed=a.seed, voice="ref", max_new_tokens=a.tokens, min_new_tokens=a.tokens)
+    voice = engine._voice("ref")
+    full = engine._decode(plain.codes, voice)
+    snrs = []
+    for end in range(50, a.tokens + 1, 50):
+        window = np.concatenate([voice.codes, plain.codes[:end]])[-75:]
+        audio = engine.codec.decode(window)[-50 * 320:]
+        snrs.append(snr_db(full[(end - 50) * 320:end * 320], audio))
+    print(f"\nPRM window decode (C 50 + 25 context codes) vs full re-decode, SNR of each 1 s chunk: "
+          f"{', '.join(f'{v:.1f}' for v in snrs)} dB (random decoder weights: a pessimistic figure)")
+
     from llasa_rt.bundle import Bundle
     from llasa_rt.verifiers import ScoreContext, load_verifier
 

@@ -277,8 +277,7 @@ class Engine:
         def window(batch: np.ndarray) -> np.ndarray:
             return codec.decode(batch)
 
-        return SearchRun(search, prm, orm, ctx, window, lambda codes: self._decode(codes, voice),
-                         hop=self.bundle.manifest.audio.hop_length,
+        return SearchRun(search, prm, orm, ctx, window, hop=self.bundle.manifest.audio.hop_length,
                          context_codes=voice.codes if voice is not None else np.zeros(0, np.int32))
 
     # ---- audio ------------------------------------------------------------------------------------

@@ -170,10 +170,9 @@ class SearchRun:
     """
 
     def __init__(self, search: Search, prm: list[Scorer], orm: list[Scorer], ctx: ScoreContext,
-                 decode_window: Callable[[np.ndarray], np.ndarray], decode_full: Callable[[np.ndarray], np.ndarray],
-                 hop: int, context_codes: np.ndarray) -> None:
+                 decode_window: Callable[[np.ndarray], np.ndarray], hop: int, context_codes: np.ndarray) -> None:
         self.search, self.prm, self.orm, self.ctx = search, prm, orm, ctx
-        self.decode_window, self.decode_full, self.hop = decode_window, decode_full, hop
+        self.decode_window, self.hop = decode_window, hop
         self.context_codes = np.asarray(context_codes, np.int32)  # codes before the generated ones (voice prompt)
         self.stats = SearchStats()
         self.on_final: Callable[[np.ndarray], None] | None = None  # streaming: receives newly final codes
@@ -209,10 +208,26 @@ class SearchRun:
         return [a[lead * self.hop:] for a in audio]
 
     def _full_audio(self, tokens: list[np.ndarray]) -> list[np.ndarray]:
+        """Audio of whole candidates for scoring: candidates of equal length are decoded in one codec batch, each
+        after the last `prm_context` codes of the voice prompt (left context only) instead of the whole prompt.
+        The audio a user hears is decoded separately, exactly (the whole prompt in front)."""
+        out: list[np.ndarray | None] = [None] * len(tokens)
+        ctx = self.context_codes[len(self.context_codes) - min(len(self.context_codes), self.search.prm_context):]
+        by_length: dict[int, list[int]] = {}
+        for i, t in enumerate(tokens):
+            by_length.setdefault(len(t), []).append(i)
         t0 = time.perf_counter()
-        out = [self.decode_full(t) for t in tokens]
+        for length, idx in by_length.items():
+            if length == 0:
+                for i in idx:
+                    out[i] = np.zeros(0, np.float32)
+                continue
+            rows = np.stack([np.concatenate([ctx, tokens[i]]).astype(np.int32) for i in idx])
+            audio = self.decode_window(rows)
+            for i, a in zip(idx, audio, strict=True):
+                out[i] = a[len(ctx) * self.hop:]
         self.stats.codec_s += time.perf_counter() - t0
-        return out
+        return out  # type: ignore[return-value]
 
     # ---- the generation callback -------------------------------------------------------------------------------
     def callback_every(self) -> int:

@@ -19,11 +19,12 @@ def test_best_of_n_picks_by_the_asr_and_speaker_verifiers(verifier_bundle):
     scored = [c.scores for c in gen.candidates]
     assert all({"orm:hubert", "orm:ge2e"} <= set(s) for s in scored)
     chosen = next(s for s in scored if s["chosen"] == 1.0)
-    # the score the search stored is the verifier's own score of the chosen candidate's audio
+    # the score the search stored is the verifier's own score of the chosen candidate's audio, up to the cost of
+    # decoding it for scoring after 25 voice codes (left context) instead of the whole voice prompt
     audio = engine.speak("Pick one.", search=search, seed=4, voice="alice", **KW)
     verifier = load_verifier(Bundle.open(verifier_bundle, verify="fast"), "ge2e")
     ge2e = verifier.score([audio.samples], ScoreContext(text="Pick one.", voice="alice"))[0]
-    assert np.isfinite(ge2e) and abs(ge2e - chosen["orm:ge2e"]) < 1e-3
+    assert np.isfinite(ge2e) and abs(ge2e - chosen["orm:ge2e"]) < 1e-2
 
 
 def test_beam_search_prunes_by_a_speaker_verifier(verifier_bundle):
