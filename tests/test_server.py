@@ -100,6 +100,11 @@ def test_formats_decode_to_the_expected_length(server, fmt):
         assert abs(len(audio) - TOKENS * HOP) < 4000
 
 
+def test_search_request(server):
+    r = speech(server, response_format="pcm", search="best-of-2", seed=9)
+    assert r.status_code == 200 and len(r.content) == TOKENS * HOP * 2
+
+
 def test_same_seed_same_audio_and_pieces(server):
     a = speech(server, response_format="pcm", seed=7).content
     b = speech(server, response_format="pcm", seed=7).content
@@ -169,6 +174,9 @@ BAD = [
     ({"model": "llasa", "input": "hi", "stream_format": "video"}, 400, "stream_format 'video' is not supported"),
     ({"model": "llasa", "input": "hi", "wat": 1}, 400, "unknown field(s) wat"),
     ({"model": "llasa", "input": "hi", "normalise": "no"}, 400, "'normalise' must be true or false"),
+    ({"model": "llasa", "input": "hi", "search": "best-of-0"}, 400, "search n must be an integer"),
+    ({"model": "llasa", "input": "hi", "search": "best-of-2", "orm": ["nope"]}, 400, "verifier 'nope'"),
+    ({"model": "llasa", "input": "hi", "orm": "asr"}, 400, "'prm' and 'orm' need 'search'"),
     ([1, 2, 3], 400, "must be a JSON object"),
     ("just a string", 400, "must be a JSON object"),
 ]

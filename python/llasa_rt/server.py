@@ -39,7 +39,8 @@ FORMATS = {"wav": "audio/wav", "pcm": "audio/pcm", "flac": "audio/flac", "mp3": 
 STREAM_FORMATS = ("wav", "pcm")
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
 FIELDS = {"model", "input", "voice", "response_format", "speed", "stream", "stream_format", "seed", "temperature",
-          "top_p", "top_k", "min_p", "repetition_penalty", "max_new_tokens", "instructions", "normalise"}
+          "top_p", "top_k", "min_p", "repetition_penalty", "max_new_tokens", "instructions", "normalise", "search",
+          "prm", "orm"}
 
 
 @dataclass
@@ -187,10 +188,23 @@ class SpeechService:
         if not isinstance(normalise, bool):
             raise ApiError(400, "'normalise' must be true or false", param="normalise")
         try:
+            search = None
+            if body.get("search") is not None:
+                from .search import Search
+
+                prm, orm = body.get("prm") or [], body.get("orm") or []
+                for name, value in (("prm", prm), ("orm", orm)):
+                    if not isinstance(value, (str, list)) or not all(isinstance(v, str) for v in value):
+                        raise ApiError(400, f"'{name}' must be a verifier name or a list of names", param=name)
+                search = Search.parse(body["search"], prm=prm, orm=orm)
+                for scorers in (search.prm, search.orm):
+                    self.engine._scorers(scorers)  # unknown verifiers are refused now, not after the queue
+            elif body.get("prm") or body.get("orm"):
+                raise ApiError(400, "'prm' and 'orm' need 'search' (e.g. \"best-of-4\")", param="search")
             options = GenerationOptions(
                 seed=body.get("seed"), temperature=body.get("temperature"), top_p=body.get("top_p"),
                 top_k=body.get("top_k"), min_p=body.get("min_p"), repetition_penalty=body.get("repetition_penalty"),
-                max_new_tokens=body.get("max_new_tokens", self.config.max_new_tokens))
+                max_new_tokens=body.get("max_new_tokens", self.config.max_new_tokens), search=search)
         except InputError as e:
             raise ApiError(400, str(e)) from None
         if normalise and self.normaliser is not None:
@@ -217,6 +231,15 @@ class SpeechService:
             voice = voices.voice()
             if i:
                 yield np.zeros(int(0.15 * engine.sample_rate), np.float32)
+            if options.search is not None:  # a search keeps its own candidates: it runs on the Engine, one at a time
+                try:
+                    gen = await asyncio.to_thread(engine._generate, piece, voice, options.for_piece(i), None, 0)
+                except LlasaError as e:
+                    raise ApiError(400, str(e), param="search") from None
+                yield await asyncio.to_thread(engine._decode, gen.codes, voice)
+                voices.spoken(i, piece, gen.codes)
+                self.metrics.audio_seconds += len(gen.codes) / engine.bundle.manifest.audio.tokens_per_second
+                continue
             try:
                 handle = self.batcher.submit(piece, options.for_piece(i), voice)
             except LlasaError as e:
