@@ -125,31 +125,55 @@ def run_load(url: str, clients: int, seconds: float, rss: Callable[[], float] | 
 
 
 class LocalServer:
-    """`llasa-rt serve` on a free loopback port."""
+    """`llasa-rt serve` on a free loopback port, waited for until /health answers 200."""
 
-    def __init__(self, bundle: str, *extra: str) -> None:
+    def __init__(self, bundle: str | Path, *extra: str, capture: bool = False, wait_s: float = 600.0) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "llasa_rt.cli", "serve", "-b", bundle, "--port",
-                                      str(self.port), "--fast-load", *extra], stderr=subprocess.DEVNULL)
-        for _ in range(1200):
+        out = subprocess.PIPE if capture else subprocess.DEVNULL
+        self.proc = subprocess.Popen([sys.executable, "-m", "llasa_rt.cli", "serve", "-b", str(bundle), "--port",
+                                      str(self.port), "--fast-load", *extra], stdout=out, stderr=out, text=True)
+        deadline = time.time() + wait_s
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.proc.returncode}: "
+                                   f"{self.proc.stderr.read() if capture else ''}")
             try:
                 if httpx.get(self.url + "/health", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.5)
-        raise SystemExit("the server did not become healthy")
+            time.sleep(0.2)
+        raise RuntimeError("the server did not become healthy")
 
     def rss_mb(self) -> float:
         with open(f"/proc/{self.proc.pid}/statm") as f:
             return int(f.read().split()[1]) * 4096 / 2**20
 
+    def metrics(self) -> dict[str, float]:
+        """GET /metrics as {series: value}."""
+        out = {}
+        for line in httpx.get(self.url + "/metrics", timeout=10).text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def stop(self, timeout: float = 60.0) -> tuple[int, str]:
+        """SIGTERM, then the exit code and what it wrote on stderr (when captured)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err or ""
+
     def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(60)
+        self.stop()
 
 
 def throughput(url: str, clients: int, requests_per_client: int, tokens: int, stream: bool = True) -> dict:

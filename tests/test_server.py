@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -22,52 +20,16 @@ TOKENS = 40  # codes per piece the test server makes (random weights never stop 
 HOP = 320
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from serve_load import LocalServer  # noqa: E402
 
 
-class Server:
+class Server(LocalServer):
+    """The test server: fixed codes per piece, 2 threads, stderr captured."""
+
     def __init__(self, bundle: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llasa_rt.cli", "serve", "-b", str(bundle), "--port", str(self.port),
-             "--max-new-tokens", str(TOKENS), "--threads", "2", "--fast-load", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert self.proc.poll() is None, self.proc.stderr.read()
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the server did not become healthy")
-
-    def rss_mb(self) -> float:
-        with open(f"/proc/{self.proc.pid}/statm") as f:
-            return int(f.read().split()[1]) * 4096 / 2**20
-
-    def metrics(self) -> dict[str, float]:
-        out = {}
-        for line in httpx.get(self.url + "/metrics", timeout=10).text.splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                out[name] = float(value)
-        return out
-
-    def stop(self) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = self.proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return self.proc.returncode, err
+        super().__init__(bundle, "--max-new-tokens", str(TOKENS), "--threads", "2", *extra, capture=True,
+                         wait_s=120)
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +249,6 @@ def test_short_load_mix(full_bundle):
     bench/serve_load.py): no 5xx on good requests, no leaked slots, RSS flat after warm-up."""
     s = Server(full_bundle, "--max-batch", "4", "--max-queue", "16")
     try:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
         from serve_load import run_load
 
         report = run_load(s.url, clients=6, seconds=20, rss=s.rss_mb, seed=0, max_new_tokens=TOKENS)

@@ -1,6 +1,8 @@
 // llasa-rt: the decode loop.
 #include "llasa_rt/generator.h"
 
+#include "prompt_check.h"
+
 #include <chrono>
 #include <stdexcept>
 #include <string>
@@ -71,42 +73,13 @@ GenerationResult Generator::Generate(const std::vector<int64_t> &prompt_ids, con
     std::atomic<bool> &flag;
     ~Running() { flag = false; }
   } running_guard{running_};
-  options.Validate();
-  const int slots = cache_.config().slots;
-  const int max_seq_len = cache_.config().max_seq_len;
-  if (num_candidates < 1 || num_candidates > slots) {
-    throw std::invalid_argument("num_candidates=" + std::to_string(num_candidates) + " is invalid: must be in [1, " +
-                                std::to_string(slots) + "] (the KvCache's slots)");
-  }
   if (callback_every < 0) {
     throw std::invalid_argument("callback_every=" + std::to_string(callback_every) +
                                 " is invalid: must be >= 0 (0 = only the final call)");
   }
+  const int context_limit = CheckRequest(config_, prompt_ids, options, num_candidates, cache_.config().slots,
+                                         cache_.config().max_seq_len, prompt_rows_);
   const int prompt_len = static_cast<int>(prompt_ids.size());
-  if (prompt_len == 0) throw std::invalid_argument("prompt_ids is empty: the prompt needs at least one token");
-  if (prompt_ids.size() >= static_cast<size_t>(max_seq_len)) {
-    throw std::invalid_argument("the prompt has " + std::to_string(prompt_ids.size()) +
-                                " tokens but the context (KvCache max_seq_len) holds " + std::to_string(max_seq_len) +
-                                ", leaving no room to generate; shorten the prompt (text or voice prompt)");
-  }
-  const int context_limit = max_seq_len - prompt_len;
-  if (options.max_new_tokens > context_limit) {
-    throw std::invalid_argument("max_new_tokens=" + std::to_string(options.max_new_tokens) +
-                                " is invalid: the prompt has " + std::to_string(prompt_len) +
-                                " tokens and the context holds " + std::to_string(max_seq_len) + ", so at most " +
-                                std::to_string(context_limit) +
-                                " new tokens fit; lower max_new_tokens or shorten the prompt");
-  }
-  const int64_t end_row = config_.num_speech_tokens;
-  prompt_rows_.clear();
-  for (int64_t id : prompt_ids) {
-    if (id < 0) throw std::invalid_argument("prompt_ids contains a negative token id " + std::to_string(id));
-    if (id >= config_.speech_token_base && id < config_.speech_token_base + config_.num_speech_tokens) {
-      prompt_rows_.push_back(static_cast<int32_t>(id - config_.speech_token_base));
-    } else if (id == config_.end_token_id) {
-      prompt_rows_.push_back(static_cast<int32_t>(end_row));
-    }
-  }
 
   options_ = options;
   token_limit_ = options.max_new_tokens > 0 ? options.max_new_tokens : context_limit;

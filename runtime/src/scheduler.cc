@@ -1,6 +1,8 @@
 // llasa-rt: request batching over one KV cache (see scheduler.h).
 #include "llasa_rt/scheduler.h"
 
+#include "prompt_check.h"
+
 #include <algorithm>
 #include <chrono>
 #include <stdexcept>
@@ -74,35 +76,9 @@ int Scheduler::live_slots() const { return live_count_.load(); }
 bool Scheduler::idle() const { return queued() == 0 && running() == 0; }
 
 uint64_t Scheduler::Submit(const std::vector<int64_t> &prompt_ids, const SamplingOptions &options, int num_candidates) {
-  options.Validate();
-  const int slots = cache_.config().slots;
-  const int max_seq_len = cache_.config().max_seq_len;
-  if (num_candidates < 1 || num_candidates > slots) {
-    throw std::invalid_argument("num_candidates=" + std::to_string(num_candidates) + " is invalid: must be in [1, " +
-                                std::to_string(slots) + "] (the scheduler's KV slots)");
-  }
-  const int prompt_len = static_cast<int>(prompt_ids.size());
-  if (prompt_len == 0) throw std::invalid_argument("prompt_ids is empty: the prompt needs at least one token");
-  if (prompt_len >= max_seq_len) {
-    throw std::invalid_argument("the prompt has " + std::to_string(prompt_len) + " tokens but the context holds " +
-                                std::to_string(max_seq_len) + ", leaving no room to generate; shorten the prompt");
-  }
-  const int context_limit = max_seq_len - prompt_len;
-  if (options.max_new_tokens > context_limit) {
-    throw std::invalid_argument("max_new_tokens=" + std::to_string(options.max_new_tokens) +
-                                " is invalid: the prompt has " + std::to_string(prompt_len) +
-                                " tokens and the context holds " + std::to_string(max_seq_len) + ", so at most " +
-                                std::to_string(context_limit) + " new tokens fit");
-  }
   auto r = std::make_unique<Request>();
-  for (int64_t id : prompt_ids) {
-    if (id < 0) throw std::invalid_argument("prompt_ids contains a negative token id " + std::to_string(id));
-    if (id >= config_.speech_token_base && id < config_.speech_token_base + config_.num_speech_tokens) {
-      r->prompt_rows.push_back(static_cast<int32_t>(id - config_.speech_token_base));
-    } else if (id == config_.end_token_id) {
-      r->prompt_rows.push_back(static_cast<int32_t>(config_.num_speech_tokens));
-    }
-  }
+  const int context_limit = CheckRequest(config_, prompt_ids, options, num_candidates, cache_.config().slots,
+                                         cache_.config().max_seq_len, r->prompt_rows);
   r->prompt = prompt_ids;
   r->options = options;
   r->n = num_candidates;
