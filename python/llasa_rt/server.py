@@ -405,7 +405,6 @@ def create_app(service: SpeechService) -> Any:
         if req["streaming"]:
             async def body():
                 first = True
-                finished = False
                 try:
                     if req["format"] == "wav" and not req["sse"]:
                         yield _wav_header(rate, None)
@@ -422,7 +421,6 @@ def create_app(service: SpeechService) -> Any:
                             yield data
                     if req["sse"]:
                         yield b'data: {"type": "speech.audio.done"}\n\n'
-                    finished = True
                     service.metrics.completed += 1
                 except ApiError as e:  # headers are sent: the stream ends early; the error is counted and logged
                     service.metrics.error(e.status)
@@ -431,8 +429,6 @@ def create_app(service: SpeechService) -> Any:
                     service.metrics.cancelled += 1
                     raise
                 finally:
-                    if not finished:
-                        pass
                     service.in_flight -= 1
 
             media = "text/event-stream" if req["sse"] else FORMATS[req["format"]]
