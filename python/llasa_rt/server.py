@@ -400,10 +400,11 @@ def create_app(service: SpeechService) -> Any:
             return Response(status_code=499)
         deadline = time.monotonic() + config.timeout_s
         rate = service.engine.sample_rate
-        service.in_flight += 1
         start = time.perf_counter()
         if req["streaming"]:
             async def body():
+                # Counted from the first iteration: a body that never starts (the client left) has nothing to undo.
+                service.in_flight += 1
                 first = True
                 try:
                     if req["format"] == "wav" and not req["sse"]:
@@ -433,6 +434,7 @@ def create_app(service: SpeechService) -> Any:
 
             media = "text/event-stream" if req["sse"] else FORMATS[req["format"]]
             return StreamingResponse(body(), media_type=media)
+        service.in_flight += 1
         try:
             chunks = [c async for c in service.pieces_audio(req, request.is_disconnected, deadline)]
             samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
