@@ -87,10 +87,13 @@ class LlasaCheckpoint:
         return bool(self.config.get("tie_word_embeddings", False))
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
+def read_json(path: Path, what: str, required: bool = True) -> dict[str, Any]:
+    """A JSON object from a checkpoint folder; a missing file is an error (or {} when not `required`)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if not required:
+            return {}
         raise CheckpointError(f"{path.parent} has no {path.name}: it is not a Hugging Face {what} checkpoint") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path} is unreadable or not JSON ({e})") from e
@@ -102,7 +105,7 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 def check_llasa(source: Source) -> LlasaCheckpoint:
     """Checks that a folder is a Llasa LM checkpoint (Llama + Llasa's speech-token layout)."""
     root = source.path
-    cfg = _read_json(root / "config.json", "Llasa")
+    cfg = read_json(root / "config.json", "Llasa")
     arch = cfg.get("architectures") or []
     if cfg.get("model_type") != "llama" or "LlamaForCausalLM" not in arch:
         raise CheckpointError(f"{root} is not a Llasa checkpoint: config.json says model_type="
@@ -121,7 +124,7 @@ def check_llasa(source: Source) -> LlasaCheckpoint:
 
     index = root / "model.safetensors.index.json"
     if index.is_file():
-        weight_map = _read_json(index, "Llasa").get("weight_map", {})
+        weight_map = read_json(index, "Llasa").get("weight_map", {})
         files = sorted({root / f for f in weight_map.values()})
     else:
         files = sorted(root.glob("*.safetensors"))

@@ -19,7 +19,6 @@ runs equal-length audios together.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 
 from llasa_rt.errors import CheckpointError
 
-from .checkpoint import resolve
+from .checkpoint import read_json, resolve
 
 XVECTOR = ("WavLMForXVector", "UniSpeechSatForXVector")
 CTC = ("Wav2Vec2ForCTC", "HubertForCTC")
@@ -38,23 +37,9 @@ FILES = ["config.json", "preprocessor_config.json", "*.safetensors", "pytorch_mo
          "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"]
 
 
-def _read_json(path: Path, required: bool = True) -> dict[str, Any]:
-    if not path.is_file():
-        if required:
-            raise CheckpointError(f"'{path.parent}' has no {path.name}: it is not a Hugging Face model folder")
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path} is not readable JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} does not hold a JSON object")
-    return data
-
-
 def architecture_of(folder: Path) -> str:
     """The model class named in config.json, if it is one we export."""
-    config = _read_json(folder / "config.json")
+    config = read_json(folder / "config.json", "model")
     arch = (config.get("architectures") or [None])[0]
     if arch not in XVECTOR + CTC:
         raise CheckpointError(f"'{folder}' holds a {arch or config.get('model_type')!r} model; speaker verifiers are "
@@ -151,12 +136,12 @@ def min_samples(arch: str, config: Any) -> int:
 
 def ctc_vocabulary(folder: Path, vocab_size: int, pad_token_id: int | None) -> dict[str, Any]:
     """The CTC vocabulary (index -> token), blank id, word delimiter and special tokens from the tokenizer files."""
-    vocab = _read_json(folder / "vocab.json")
+    vocab = read_json(folder / "vocab.json", "CTC model")
     if vocab and all(isinstance(v, dict) for v in vocab.values()):  # multilingual layout {lang: {token: id}}
         raise CheckpointError(f"{folder / 'vocab.json'} holds one vocabulary per language; export a single-language "
                               "CTC model")
-    tok_config = _read_json(folder / "tokenizer_config.json", required=False)
-    added = _read_json(folder / "added_tokens.json", required=False)
+    tok_config = read_json(folder / "tokenizer_config.json", "CTC model", required=False)
+    added = read_json(folder / "added_tokens.json", "CTC model", required=False)
     tokens: list[str | None] = [None] * vocab_size
     for token, index in {**vocab, **added}.items():
         if isinstance(index, int) and 0 <= index < vocab_size:
@@ -195,7 +180,7 @@ def export_hf_verifier(source: str, onnx_path: Path, what: str, log: Callable[[s
     kind = "speaker" if arch in XVECTOR else "asr"
     if kind != what:
         raise CheckpointError(f"--{what} '{source}' is a {arch} ({kind} model); pass it as --{kind}")
-    pre = _read_json(folder / "preprocessor_config.json", required=False)
+    pre = read_json(folder / "preprocessor_config.json", "model", required=False)
     rate = int(pre.get("sampling_rate", 16000))
     if rate != 16000:
         raise CheckpointError(f"'{folder}' expects {rate} Hz audio; verifiers take 16 kHz audio (Llasa's rate)")
