@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bundle.writer import usual_mode
 from .errors import InputError
 
 # Output formats soundfile writes, by file suffix.
@@ -42,9 +43,7 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path
                          "folder") from None
     os.close(fd)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it the mode any new file gets
+        usual_mode(Path(tmp))  # mkstemp makes it private; give it the mode any new file gets
         sf.write(tmp, np.asarray(samples, dtype=np.float32), sample_rate, format=fmt[0], subtype=fmt[1])
         os.replace(tmp, path)
     except BaseException as e:

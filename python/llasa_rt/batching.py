@@ -27,6 +27,7 @@ import numpy as np
 from . import _core
 from .errors import InputError
 from .options import GenerationOptions, as_int
+from .search import mean_logprob
 
 MAX_BATCH = 64
 
@@ -113,11 +114,7 @@ class RequestBatcher:
 
         PromptBuilder.check_text(text)
         v = self.engine._voice(voice) if voice is None or isinstance(voice, str) else voice
-        if options.seed is None:
-            import os
-
-            options = GenerationOptions.build(options, seed=int.from_bytes(os.urandom(8), "little"))
-        prompt, core_options, seed = self.engine.prepare(text, v, options)
+        prompt, core_options, seed = self.engine.prepare(text, v, options.seeded())
         if options.num_candidates > self.max_batch:
             raise InputError(f"num_candidates={options.num_candidates} does not fit the {self.max_batch} KV slots "
                              "of this batcher")
@@ -159,7 +156,7 @@ class RequestBatcher:
     def _result(self, request: BatchedRequest, u: Any) -> BatchedResult:
         cands = list(u.candidates)
         if cands:
-            best = max(cands, key=lambda c: c.logprob / (len(c.tokens) + 1))
+            best = max(cands, key=lambda c: mean_logprob(c.logprob, len(c.tokens)))
             codes = best.tokens.copy()
         else:
             codes = np.zeros(0, np.int32)

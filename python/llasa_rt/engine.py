@@ -14,7 +14,6 @@ serialised (an Engine is safe to share between threads, but runs one generation 
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -34,7 +33,16 @@ from .codec import CodecDecoder, StreamingConfig
 from .errors import BundleError, InputError
 from .options import MAX_CANDIDATES, GenerationOptions, as_float, as_int
 from .prompt import PromptBuilder
-from .search import ScoreContext, Scorer, Search, SearchReport, SearchRun, paper_chunks, verifier_scorer
+from .search import (
+    ScoreContext,
+    Scorer,
+    Search,
+    SearchReport,
+    SearchRun,
+    mean_logprob,
+    paper_chunks,
+    verifier_scorer,
+)
 from .text import MIN_CHARS, split_text
 
 MAX_VOICE_CODES = 750  # reference codes (15 s) a piece may carry as its voice prompt
@@ -86,14 +94,6 @@ class _PieceVoices:
             self.first = _Voice(transcript=piece, codes=codes)
 
 
-def _seeded(options: GenerationOptions) -> GenerationOptions:
-    """Options with a seed: a fresh random one when none was given, so that every piece of a text (seed + i)
-    and the reported seed reproduce the whole result."""
-    if options.seed is not None:
-        return options
-    return GenerationOptions.build(options, seed=int.from_bytes(os.urandom(8), "little"))
-
-
 CHUNKINGS = ("sentences", "paper")
 
 
@@ -105,8 +105,7 @@ def _check_flag(value: Any, name: str) -> bool:
 
 def _check_text_options(split: Any, max_chars: Any, pause: Any,
                         chunking: Any) -> tuple[bool, int, float, str]:
-    if not isinstance(split, bool):
-        raise InputError(f"split must be True or False, not {split!r}")
+    _check_flag(split, "split")
     if chunking not in CHUNKINGS:
         raise InputError(f"chunking must be one of {', '.join(CHUNKINGS)}, not {chunking!r}")
     return (split, as_int(max_chars, "max_chars", MIN_CHARS, MAX_TEXT_CHARS),
@@ -161,7 +160,7 @@ class Engine:
             raise InputError(f"max_new_tokens={o.max_new_tokens} does not fit: the prompt leaves {room} of the "
                              f"{self.max_context}-token context")
         max_new = min(o.max_new_tokens or room, room)
-        seed = o.seed if o.seed is not None else int.from_bytes(os.urandom(8), "little")
+        seed = o.seeded().seed
         core = _core.SamplingOptions(
             temperature=1.0 if o.temperature is None else o.temperature, top_k=o.top_k or 0,
             top_p=1.0 if o.top_p is None else o.top_p, min_p=o.min_p or 0.0,
@@ -219,7 +218,7 @@ class Engine:
             for c, sc in zip(cands, scores, strict=True):
                 c.scores = sc
         else:
-            chosen = max(range(len(cands)), key=lambda i: cands[i].logprob / (len(cands[i].codes) + 1))
+            chosen = max(range(len(cands)), key=lambda i: mean_logprob(cands[i].logprob, len(cands[i].codes)))
         best = cands[chosen]
         t = result.timings
         fwd, core, batches = list(t.forward_seconds), list(t.core_seconds), list(t.batch_sizes)
@@ -366,7 +365,7 @@ class Engine:
         """Generates each piece of `text` in turn; yields (piece, generation, voice used for decoding)."""
         pieces = self._pieces(text, split, max_chars, chunking, normalise)
         voices = _PieceVoices(self._voice(voice), len(pieces))
-        options = _seeded(options)
+        options = options.seeded()  # every piece (seed + i) and the reported seed reproduce the whole result
         for i, piece in enumerate(pieces):
             piece_voice = voices.voice()
             gen = self._generate(piece, piece_voice, options.for_piece(i), None, 0)
@@ -396,7 +395,7 @@ class Engine:
         voices = _PieceVoices(self._voice(voice), len(pieces))
         if stream is not None:
             stream.validate(codec.hop_length)
-        return self._stream_pieces(codec, pieces, voices, _seeded(opts), pause, stream, every)
+        return self._stream_pieces(codec, pieces, voices, opts.seeded(), pause, stream, every)
 
     def _stream_pieces(self, codec: CodecDecoder, pieces: list[str], voices: _PieceVoices, opts: GenerationOptions,
                        pause: float, stream: StreamingConfig | None, every: int) -> Iterator[np.ndarray]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -50,6 +51,11 @@ def as_float(value: Any, name: str, lo: float, hi: float, *, lo_open: bool = Fal
     if not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
         raise InputError(f"{name} must be a number in {span}, not {value!r}")
     return v
+
+
+def fresh_seed() -> int:
+    """A random seed in [0, 2^64-1]."""
+    return int.from_bytes(os.urandom(8), "little")
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,10 @@ class GenerationOptions:
         filled = {f.name: getattr(defaults, f.name) for f in fields(self)
                   if getattr(self, f.name) is None and getattr(defaults, f.name) is not None}
         return replace(self, **filled) if filled else self
+
+    def seeded(self) -> GenerationOptions:
+        """These options with a seed: a fresh random one when none was given (reported back, reproducible)."""
+        return self if self.seed is not None else replace(self, seed=fresh_seed())
 
     def for_piece(self, index: int) -> GenerationOptions:
         """Options of piece `index` of a split text: the seed advances by the piece index (mod 2^64)."""

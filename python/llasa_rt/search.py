@@ -112,11 +112,6 @@ class Search:
         """Live candidates the search keeps (KV slots)."""
         return self.n if self.strategy == "best-of" else self.beams * self.branch
 
-    @property
-    def tokens_budget_factor(self) -> int:
-        """Candidates decoded in parallel: the search's cost in LM tokens is about this times one stream's."""
-        return self.slots
-
     def weight(self, name: str) -> float:
         return dict(self.weights).get(name, 1.0)
 
@@ -158,8 +153,10 @@ class SearchStats:
                 "search_pruned": float(self.pruned), "search_forked": float(self.forked)}
 
 
-def _mean_logprob(logprob: float, n: int) -> float:
-    return logprob / (n + 1)
+def mean_logprob(logprob: float, codes: int) -> float:
+    """The LM's log-prob per token of a candidate with `codes` codes (END counts as a token): how "most likely"
+    candidates are ranked wherever no verifier decides."""
+    return logprob / (codes + 1)
 
 
 class SearchRun:
@@ -270,7 +267,7 @@ class SearchRun:
             for k, v in {**d, "prm": float(t)}.items():
                 ctl.set_score(c.uid, k, v)
         key = lambda c: (prm_total.get(c.uid, c.scores.get("prm", -math.inf)),  # noqa: E731
-                         _mean_logprob(c.logprob, len(c.tokens)))
+                         mean_logprob(c.logprob, len(c.tokens)))
         # Finished beams wait; at most B are kept (the best by their PRM score).
         finished.sort(key=key, reverse=True)
         for c in finished[s.beams:]:
@@ -304,15 +301,15 @@ class SearchRun:
             for i, t, d in zip(eligible, total, per, strict=True):
                 scores[i].update(d)
                 scores[i]["orm"] = float(t)
-            rank = lambda i: (scores[i]["orm"], _mean_logprob(candidates[i].logprob, len(candidates[i].codes)))  # noqa: E731
+            rank = lambda i: (scores[i]["orm"], mean_logprob(candidates[i].logprob, len(candidates[i].codes)))  # noqa: E731
         elif self.prm:
             rank = lambda i: (scores[i].get("prm", -math.inf),  # noqa: E731
-                              _mean_logprob(candidates[i].logprob, len(candidates[i].codes)))
+                              mean_logprob(candidates[i].logprob, len(candidates[i].codes)))
         else:
-            rank = lambda i: _mean_logprob(candidates[i].logprob, len(candidates[i].codes))  # noqa: E731
+            rank = lambda i: mean_logprob(candidates[i].logprob, len(candidates[i].codes))  # noqa: E731
         best = max(eligible, key=rank)
         for i, d in enumerate(scores):
-            d["mean_logprob"] = _mean_logprob(candidates[i].logprob, len(candidates[i].codes))
+            d["mean_logprob"] = mean_logprob(candidates[i].logprob, len(candidates[i].codes))
             d["chosen"] = 1.0 if i == best else 0.0
         return best, scores
 

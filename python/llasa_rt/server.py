@@ -211,8 +211,7 @@ class SpeechService:
             text = self.normaliser(text)
         try:
             pieces = self.engine._pieces(text, True, 200, "sentences")
-            if voice is not None:
-                self.engine._voice(voice)
+            voice = self.engine._voice(voice)  # read once here; the generation uses it
         except LlasaError as e:
             raise ApiError(400, str(e), param="input") from None
         return {"pieces": pieces, "voice": voice, "format": fmt, "streaming": streaming,
@@ -221,12 +220,12 @@ class SpeechService:
     # ---- generation -----------------------------------------------------------------------------------------------
     async def pieces_audio(self, req: dict[str, Any], disconnected: Any, deadline: float):
         """Yields float32 audio chunks of the whole request (pieces joined by a short pause)."""
-        from .engine import _PieceVoices, _seeded
+        from .engine import _PieceVoices
 
         engine = self.engine
         codec = engine._require_codec()
-        voices = _PieceVoices(engine._voice(req["voice"]), len(req["pieces"]))
-        options = _seeded(req["options"])
+        voices = _PieceVoices(req["voice"], len(req["pieces"]))
+        options = req["options"].seeded()
         for i, piece in enumerate(req["pieces"]):
             voice = voices.voice()
             if i:

@@ -115,7 +115,7 @@ std::vector<RequestUpdate> Scheduler::Step() {
   ++step_counter_;
   std::vector<RequestUpdate> updates;
   ApplyCancels(updates);
-  Prefill(updates);
+  Prefill();
   if (!rows_.empty()) Decode();
   for (auto it = requests_.begin(); it != requests_.end();) {
     Request &r = *it->second;
@@ -165,8 +165,7 @@ void Scheduler::ApplyCancels(std::vector<RequestUpdate> &updates) {
   }
 }
 
-void Scheduler::Prefill(std::vector<RequestUpdate> &updates) {
-  (void)updates;
+void Scheduler::Prefill() {
   const int slots = cache_.config().slots;
   if (staging_ == nullptr) {
     std::unique_ptr<Request> next;
@@ -220,7 +219,7 @@ void Scheduler::Admit(Request &r) {
   staging_ = nullptr;
   // Every candidate draws its first token from the prompt's logits (row 0 of the prefill), with its own uid.
   SampleRows(base, r.n, /*prefill_logits=*/true);
-  Book(base, r.n);
+  Book();
 }
 
 void Scheduler::Decode() {
@@ -252,7 +251,7 @@ void Scheduler::Decode() {
     }
   }
   SampleRows(0, batch, /*prefill_logits=*/false);
-  Book(0, batch);
+  Book();
 }
 
 void Scheduler::SampleRows(int first, int count, bool prefill_logits) {
@@ -287,7 +286,7 @@ void Scheduler::SampleRows(int first, int count, bool prefill_logits) {
   }
 }
 
-void Scheduler::Book(int first, int count) {
+void Scheduler::Book() {
   const int32_t end_row = static_cast<int32_t>(config_.num_speech_tokens);
   // results_scratch_ follows order_; finishing slots are collected, then removed highest slot first.
   std::vector<std::pair<int, FinishReason>> &finishing = finishing_;
@@ -309,7 +308,6 @@ void Scheduler::Book(int first, int count) {
     }
     if (reason != FinishReason::kNone) finishing.emplace_back(s, reason);
   }
-  (void)first;
   std::sort(finishing.begin(), finishing.end(), [](const auto &a, const auto &b) { return a.first > b.first; });
   for (const auto &[slot, reason] : finishing) RemoveRow(slot, reason);
 }

@@ -78,11 +78,11 @@ class Scheduler {
   };
 
   void ApplyCancels(std::vector<RequestUpdate> &updates);
-  void Prefill(std::vector<RequestUpdate> &updates);
+  void Prefill();
   void Admit(Request &r);
   void Decode();
   void SampleRows(int first, int count, bool prefill_logits);
-  void Book(int first, int count);
+  void Book();  // Books the results of the last SampleRows (its slots, in order_).
   void RemoveRow(int slot, FinishReason reason);
   void Report(Request &r, std::vector<RequestUpdate> &updates, bool cancelled);
   int KvLength(const Row &row) const;
