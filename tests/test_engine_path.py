@@ -137,3 +137,14 @@ def test_cli_speaks_with_a_graph_file_and_refuses_a_bad_one(both_bundle, tmp_pat
     assert r.returncode == 2
     lines = r.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "is not an LM graph of bundle" in lines[0]
+
+
+def test_compare_takes_graph_files(both_bundle, capsys):
+    from llasa_rt.cli import main
+    from llasa_rt.evaluation.drift import measure_drift
+
+    report = measure_drift(both_bundle / "lm.onnx", both_bundle / "lm.portable.onnx", ["Hello there."], steps=8)
+    print(report)
+    assert report.top1_agreement == 1.0 and 0.0 < report.max_abs_logit_diff <= 1e-4
+    assert main(["compare", str(both_bundle), str(both_bundle / "lm.portable.onnx"), "--steps", "2"]) == 0
+    assert "top-1 agreement" in capsys.readouterr().out

@@ -175,6 +175,22 @@ def locate_lm(path: str | Path, verify: str = "full") -> tuple[Bundle, str]:
     return bundle, graph
 
 
+def lm_driver(path: str | Path, threads: int | None = None) -> tuple[Bundle, Any]:
+    """(bundle, the plain driver of its LM) for a bundle folder or LM graph file (`locate_lm`): `ort.GrowingPastLm`
+    for lm.onnx, `portable.PortableLm` for a portable graph. Both have `model`, `reset(batch)` and `step(ids)`."""
+    from .ort import GrowingPastLm
+    from .portable import PortableLm
+
+    bundle, graph = locate_lm(path, verify="fast")
+    entry = bundle.graph(graph)
+    if entry.backend != "onnxruntime":
+        raise BundleError(f"{entry.path_name} of bundle '{bundle.root}' is a {entry.backend} graph; this runs ONNX "
+                          f"graphs on ONNX Runtime: pass the bundle's lm.onnx or lm.portable.onnx")
+    if entry.details.get("flavour") == PORTABLE_FLAVOUR:
+        return bundle, PortableLm.from_bundle(bundle, threads, graph)
+    return bundle, GrowingPastLm(bundle.path(entry.path_name), bundle.manifest.lm_model(graph), threads)
+
+
 def _not_in_this_version(kind: str) -> Callable[[Bundle, RuntimeOptions, str], Any]:
     def refuse(bundle: Bundle, runtime: RuntimeOptions, graph: str = "") -> Any:
         raise BundleError(f"bundle '{bundle.root}' is built for the {kind!r} backend, which this version of llasa-rt "
