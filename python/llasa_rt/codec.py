@@ -55,7 +55,7 @@ class CodecDecoder:
         if not isinstance(bundle, Bundle):
             bundle = Bundle.open(bundle, verify="fast")
         entry = bundle.graph(CODEC_GRAPH)
-        if entry.backend != "onnxruntime":
+        if entry.backend not in ("onnxruntime", "onnxruntime-cuda"):
             raise BundleError(f"bundle '{bundle.root}': the codec graph is built for {entry.backend!r}; this decoder "
                               "runs ONNX Runtime graphs (re-export with `llasa-rt export --codec ...`)")
         details = entry.details

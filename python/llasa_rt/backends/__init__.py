@@ -4,11 +4,15 @@
     generator = runner.generator(slots=8)                       # KV cache for 8 candidates (grown on demand)
     codec = create_codec(bundle, RuntimeOptions(threads=2))     # the X-Codec2 decoder
 
-| manifest backend   | LM                                  | codec                    |
-|--------------------|-------------------------------------|--------------------------|
-| `onnxruntime`      | `ort.OrtLmBackend` (CPU provider)   | `codec.CodecDecoder`     |
-| `onnxruntime-cuda` | not in this version (GPU issue)     | not in this version      |
-| `tensorrt`         | not in this version (GPU issue)     | not in this version      |
+| manifest backend   | LM                                                      | codec                            |
+|--------------------|---------------------------------------------------------|----------------------------------|
+| `onnxruntime`      | `ort.OrtLmBackend` (CPU provider)                       | `codec.CodecDecoder`             |
+| `onnxruntime-cuda` | `ort_cuda.DeviceLmBackend` (CUDA provider, KV on device) | `codec.CodecDecoder` on CUDA     |
+| `tensorrt`         | `_core.TensorRtBackend` (C++, when compiled in)         | not in this version (use ONNX)   |
+
+`create_lm(bundle, runtime, graph=...)` runs one graph entry of the manifest (default "lm"; a plan built by
+`llasa-rt build-engine` is the entry "lm_plan"). The GPU backends have never run (no GPU on the development
+machines); without their runtime or a device they refuse in one line (what to install, or the ONNX graph to use).
 
 A new backend is a `_core.Backend` subclass (Python, or C++ bound through csrc/) plus one entry in
 `_LM_BACKENDS`; the loop, the sampler and `Engine` do not change.
@@ -95,43 +99,78 @@ def _physical_memory() -> int:
         return 0
 
 
-def _ort_lm(bundle: Bundle, runtime: RuntimeOptions) -> LmRunner:
+def _ort_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str = LM_GRAPH) -> LmRunner:
     from .ort import OrtLmBackend, check_lm_graph, create_session
 
     model, tokens, _ = bundle.manifest.lm_parts()
-    path = bundle.path(bundle.graph(LM_GRAPH).path_name)
+    path = bundle.path(bundle.graph(graph).path_name)
     session = create_session(path, runtime.threads, runtime.providers, bundle.root)
     check_lm_graph(session, model, tokens, f"{path.name} of bundle '{bundle.root}'")
     return LmRunner(bundle, runtime, OrtLmBackend, session)
 
 
-def _not_in_this_version(kind: str) -> Callable[[Bundle, RuntimeOptions], Any]:
-    def refuse(bundle: Bundle, runtime: RuntimeOptions) -> Any:
-        raise BundleError(f"bundle '{bundle.root}' is built for the {kind!r} backend, which this version of llasa-rt "
-                          "does not have; export an ONNX Runtime bundle with `llasa-rt export` (CPU)")
+def _ort_cuda_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str) -> LmRunner:
+    from .ort import create_session
+    from .ort_cuda import CUDA_PROVIDER, CudaMemory, DeviceLmBackend, check_cuda_model, check_cuda_provider
 
-    return refuse
+    model, tokens, _ = bundle.manifest.lm_parts()
+    check_cuda_model(model, bundle.root)
+    check_cuda_provider()
+    memory = CudaMemory(0)
+    path = bundle.path(bundle.graph(graph).path_name)
+    session = create_session(path, runtime.threads, [CUDA_PROVIDER, "CPUExecutionProvider"], bundle.root)
+    from .ort import check_lm_graph
+
+    check_lm_graph(session, model, tokens, f"{path.name} of bundle '{bundle.root}'")
+
+    def make(session: Any, cache: Any, buffers: Any, m: Any) -> Any:
+        return DeviceLmBackend(session, cache, buffers, m, memory)
+
+    return LmRunner(bundle, runtime, make, session)
 
 
-_LM_BACKENDS: dict[str, Callable[[Bundle, RuntimeOptions], LmRunner]] = {
+def _tensorrt_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str) -> LmRunner:
+    from .trt_plan import read_plan, require_tensorrt_backend, running_facts
+
+    require_tensorrt_backend()
+    plan, facts = read_plan(bundle, graph, running_facts())
+    engine = _core.TensorRtEngine(plan)
+    options = _core.TensorRtOptions(max_batch=facts.max_batch)
+
+    def make(engine: Any, cache: Any, buffers: Any, m: Any) -> Any:
+        return _core.TensorRtBackend(cache, buffers, engine, options)
+
+    return LmRunner(bundle, runtime, make, engine)
+
+
+_LM_BACKENDS: dict[str, Callable[[Bundle, RuntimeOptions, str], LmRunner]] = {
     "onnxruntime": _ort_lm,
-    "onnxruntime-cuda": _not_in_this_version("onnxruntime-cuda"),
-    "tensorrt": _not_in_this_version("tensorrt"),
+    "onnxruntime-cuda": _ort_cuda_lm,
+    "tensorrt": _tensorrt_lm,
 }
 
 
-def create_lm(bundle: Bundle, runtime: RuntimeOptions | None = None) -> LmRunner:
-    """The LM of `bundle` on the backend its manifest names."""
+def create_lm(bundle: Bundle, runtime: RuntimeOptions | None = None, graph: str = LM_GRAPH) -> LmRunner:
+    """The LM of `bundle` (graph entry `graph`, default "lm") on the backend its manifest entry names."""
     runtime = runtime or RuntimeOptions()
-    return _LM_BACKENDS[bundle.graph(LM_GRAPH).backend](bundle, runtime)
+    return _LM_BACKENDS[bundle.graph(graph).backend](bundle, runtime, graph)
 
 
 def create_codec(bundle: Bundle, runtime: RuntimeOptions | None = None) -> Any:
-    """The X-Codec2 decoder of `bundle` (a `llasa_rt.codec.CodecDecoder`)."""
+    """The X-Codec2 decoder of `bundle` (a `llasa_rt.codec.CodecDecoder`; backend onnxruntime-cuda runs it on the
+    CUDA provider). A codec entry marked tensorrt is refused with the ONNX graph to use instead."""
     from ..codec import CodecDecoder
 
     runtime = runtime or RuntimeOptions()
     backend = bundle.graph(CODEC_GRAPH).backend
-    if backend != "onnxruntime":
-        _not_in_this_version(backend)(bundle, runtime)
-    return CodecDecoder(bundle, num_threads=runtime.threads or 0, providers=runtime.providers)
+    if backend == "tensorrt":
+        raise BundleError(f"bundle '{bundle.root}': its codec graph is marked tensorrt, but this version of llasa-rt "
+                          "runs the codec only through ONNX Runtime; rebuild the bundle's codec_decoder.onnx entry "
+                          "with `llasa-rt export --codec ...`")
+    providers = runtime.providers
+    if backend == "onnxruntime-cuda":
+        from .ort_cuda import CUDA_PROVIDER, check_cuda_provider
+
+        check_cuda_provider()
+        providers = [CUDA_PROVIDER, "CPUExecutionProvider"]
+    return CodecDecoder(bundle, num_threads=runtime.threads or 0, providers=providers)
