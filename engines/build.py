@@ -7,11 +7,10 @@ refusal when `tensorrt` is missing (before anything is written).
 
 Which ONNX graph each precision builds from (graph entries whose details.flavour starts with "portable"):
 
-| --precision | LM source graph                                   | network                        | codec source graph       |
-|-------------|---------------------------------------------------|--------------------------------|--------------------------|
-| fp16        | the portable fp16 graph (else the fp32 one)       | weakly typed + BuilderFlag.FP16 | codec_decoder (fp16 flag) |
-| int8        | the portable INT8 Q/DQ graph (W8A8)               | strongly typed                 | an int8 codec entry if any, else fp16 |
-| int4        | the portable INT4 Q/DQ graph (weight-only, blocks) | strongly typed                 | codec_decoder in fp16    |
+- fp16: the portable fp16 graph (else the fp32 one), weakly typed network with BuilderFlag.FP16; codec_decoder with
+  the fp16 flag;
+- int8: the portable INT8 Q/DQ graph (W8A8), strongly typed; an int8 codec entry if there is one, else fp16;
+- int4: the portable INT4 Q/DQ graph (weight-only, blockwise), strongly typed; codec_decoder in fp16.
 """
 
 from __future__ import annotations

@@ -49,9 +49,9 @@ def require_tensorrt_backend() -> None:
 
     if not _core.build_info().tensorrt:
         raise BundleError("this llasa-rt was built without its TensorRT backend (llasa_rt._core.build_info().tensorrt "
-                          "is False); on a machine with TensorRT and CUDA reinstall it with "
-                          "LLASA_RT_CMAKE_ARGS=-DLLASA_RT_WITH_TENSORRT=ON pip install --no-binary llasa-rt llasa-rt, "
-                          "or run the bundle's ONNX graph instead")
+                          "is False); on a machine with TensorRT and CUDA reinstall it from its source folder with "
+                          "`LLASA_RT_CMAKE_ARGS=-DLLASA_RT_WITH_TENSORRT=ON pip install .`, or run the bundle's ONNX "
+                          "graph instead")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class PlanFacts:
     strongly_typed: bool  # built as a strongly typed network (Q/DQ graphs)
     max_batch: int  # most rows of a decode step (decode profile)
     max_context: int  # most positions (prefill profile, KV capacity)
-    profiles: tuple[dict[str, Any], ...]  # optimisation profiles in plan order: {"name", "shapes": {tensor: [min, opt, max]}}
+    profiles: tuple[dict[str, Any], ...]  # profiles in plan order: {"name", "shapes": {tensor: [min, opt, max]}}
 
     def to_details(self) -> dict[str, Any]:
         """The graph entry's details."""
