@@ -23,7 +23,7 @@ import pytest
 import runtime_sampler_reference as ref
 
 from llasa_rt import _core as core
-from llasa_rt.backends import RuntimeOptions, create_lm
+from llasa_rt.backends import RuntimeOptions, create_codec, create_lm
 from llasa_rt.backends.cuda_runtime import CudaRuntime, DeviceFacts
 from llasa_rt.backends.ort import OrtLmBackend
 from llasa_rt.backends.ort_cuda import DeviceLmBackend, HostMemory
@@ -290,6 +290,18 @@ def test_factory_refuses_a_tensorrt_entry_without_the_compiled_backend(plan_bund
     assert core.build_info().tensorrt is False  # CMake found no TensorRT: the backend is not compiled in
     with pytest.raises(BundleError, match=r"built without its TensorRT backend .*WITH_TENSORRT=ON pip install"):
         create_lm(Bundle.open(plan_bundle), graph="lm_plan")
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="tensorrt is installed here")
+def test_codec_plan_without_tensorrt_names_the_install(plan_bundle):
+    bundle = Bundle.open(plan_bundle, verify="fast")
+    bundle.manifest.graphs["codec_decoder_plan"] = copy.deepcopy(bundle.manifest.graphs["lm_plan"])
+    write_manifest(plan_bundle, bundle.manifest)
+    bundle = Bundle.open(plan_bundle, verify="fast")
+    with pytest.raises(BundleError, match=r"TensorRT's Python package is not installed: `pip install tensorrt`"):
+        create_codec(bundle, graph="codec_decoder_plan")
+    with pytest.raises(BundleError, match="graph 'lm' is not a codec plan"):
+        create_codec(bundle, graph="lm")
 
 
 def test_factory_refuses_onnxruntime_cuda_without_fp16_kv_or_onnxruntime_gpu(tiny_bundle, tmp_path):

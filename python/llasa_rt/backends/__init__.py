@@ -4,14 +4,14 @@
     generator = runner.generator(slots=8)                       # KV cache for 8 candidates (grown on demand)
     codec = create_codec(bundle, RuntimeOptions(threads=2))     # the X-Codec2 decoder
 
-| manifest backend   | LM                                                      | codec                            |
-|--------------------|---------------------------------------------------------|----------------------------------|
-| `onnxruntime`      | `ort.OrtLmBackend` (CPU provider)                       | `codec.CodecDecoder`             |
-| `onnxruntime-cuda` | `ort_cuda.DeviceLmBackend` (CUDA provider, KV on device) | `codec.CodecDecoder` on CUDA     |
-| `tensorrt`         | `_core.TensorRtBackend` (C++, when compiled in)         | not in this version (use ONNX)   |
+| manifest backend   | LM                                                 | codec                            |
+|--------------------|----------------------------------------------------|----------------------------------|
+| `onnxruntime`      | `ort.OrtLmBackend` (CPU provider)                  | `codec.CodecDecoder`             |
+| `onnxruntime-cuda` | `ort_cuda.DeviceLmBackend` (CUDA, KV on the GPU)   | `codec.CodecDecoder` on CUDA     |
+| `tensorrt`         | `_core.TensorRtBackend` (C++, when compiled in)    | `trt_codec.TensorRtCodecDecoder` |
 
-`create_lm(bundle, runtime, graph=...)` runs one graph entry of the manifest (default "lm"; a plan built by
-`llasa-rt build-engine` is the entry "lm_plan"). The GPU backends have never run (no GPU on the development
+`create_lm(bundle, runtime, graph=...)` / `create_codec(...)` run one graph entry of the manifest (default "lm" /
+"codec_decoder"; the plans built by `llasa-rt build-engine` are the entries "lm_plan" / "codec_decoder_plan"). The GPU backends have never run (no GPU on the development
 machines); without their runtime or a device they refuse in one line (what to install, or the ONNX graph to use).
 
 A new backend is a `_core.Backend` subclass (Python, or C++ bound through csrc/) plus one entry in
@@ -40,6 +40,7 @@ class RuntimeOptions:
     threads: int | None = None  # intra-op threads per session; None = ONNX Runtime's default (physical cores)
     providers: list[str] | None = None  # ONNX Runtime execution providers; None = CPU
     sampler_threads: int = 1  # threads sampling the candidates of one step (results do not depend on it)
+    cuda_graphs: bool = False  # TensorRT backend: replay decode steps as CUDA graphs (docs/gpu.md; never run)
 
     def __post_init__(self) -> None:
         if self.threads is not None:
@@ -135,7 +136,7 @@ def _tensorrt_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str) -> LmRunne
     require_tensorrt_backend()
     plan, facts = read_plan(bundle, graph, running_facts())
     engine = _core.TensorRtEngine(plan)
-    options = _core.TensorRtOptions(max_batch=facts.max_batch)
+    options = _core.TensorRtOptions(max_batch=facts.max_batch, cuda_graphs=bool(runtime.cuda_graphs))
 
     def make(engine: Any, cache: Any, buffers: Any, m: Any) -> Any:
         return _core.TensorRtBackend(cache, buffers, engine, options)
@@ -156,17 +157,21 @@ def create_lm(bundle: Bundle, runtime: RuntimeOptions | None = None, graph: str 
     return _LM_BACKENDS[bundle.graph(graph).backend](bundle, runtime, graph)
 
 
-def create_codec(bundle: Bundle, runtime: RuntimeOptions | None = None) -> Any:
-    """The X-Codec2 decoder of `bundle` (a `llasa_rt.codec.CodecDecoder`; backend onnxruntime-cuda runs it on the
-    CUDA provider). A codec entry marked tensorrt is refused with the ONNX graph to use instead."""
+def create_codec(bundle: Bundle, runtime: RuntimeOptions | None = None, graph: str = CODEC_GRAPH) -> Any:
+    """The X-Codec2 decoder of `bundle` (graph entry `graph`, default "codec_decoder"): a `codec.CodecDecoder` on
+    ONNX Runtime (backend onnxruntime-cuda: on the CUDA provider), or a `trt_codec.TensorRtCodecDecoder` for a plan
+    ("codec_decoder_plan")."""
     from ..codec import CodecDecoder
 
     runtime = runtime or RuntimeOptions()
-    backend = bundle.graph(CODEC_GRAPH).backend
+    backend = bundle.graph(graph).backend
     if backend == "tensorrt":
-        raise BundleError(f"bundle '{bundle.root}': its codec graph is marked tensorrt, but this version of llasa-rt "
-                          "runs the codec only through ONNX Runtime; rebuild the bundle's codec_decoder.onnx entry "
-                          "with `llasa-rt export --codec ...`")
+        from .trt_codec import TensorRtCodecDecoder
+
+        return TensorRtCodecDecoder(bundle, graph)
+    if graph != CODEC_GRAPH:
+        raise BundleError(f"bundle '{bundle.root}': graph '{graph}' is not a codec plan; the ONNX codec decoder is "
+                          f"the entry '{CODEC_GRAPH}'")
     providers = runtime.providers
     if backend == "onnxruntime-cuda":
         from .ort_cuda import CUDA_PROVIDER, check_cuda_provider

@@ -82,6 +82,9 @@ class CudaRuntime:
         lib.cudaMemcpy2DAsync.argtypes = [ptr, size, ptr, size, size, size, kind, ptr]
         lib.cudaStreamSynchronize.argtypes = [ptr]
         lib.cudaMemset.argtypes = [ptr, ctypes.c_int, size]
+        lib.cudaMalloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), size]
+        lib.cudaFree.argtypes = [ptr]
+        lib.cudaStreamCreate.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
         lib.cudaGetDeviceCount.argtypes = [ctypes.POINTER(ctypes.c_int)]
         lib.cudaDeviceGetAttribute.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int]
         # CUDA 12 exports the current struct layout as cudaGetDeviceProperties_v2, CUDA 13 under the plain name.
@@ -135,6 +138,26 @@ class CudaRuntime:
     def synchronize(self) -> None:
         """Waits for the default stream (the copies above)."""
         self._check(self.lib.cudaStreamSynchronize(None), "cudaStreamSynchronize")
+
+    def malloc(self, nbytes: int) -> int:
+        """cudaMalloc: a device pointer to `nbytes` (release it with `free`)."""
+        ptr = ctypes.c_void_p()
+        self._check(self.lib.cudaMalloc(ctypes.byref(ptr), max(nbytes, 1)), f"cudaMalloc of {nbytes >> 20} MiB")
+        return int(ptr.value)
+
+    def free(self, ptr: int) -> None:
+        """cudaFree."""
+        self._check(self.lib.cudaFree(ptr), "cudaFree")
+
+    def new_stream(self) -> int:
+        """cudaStreamCreate: a stream handle (kept for the process's life by its user)."""
+        stream = ctypes.c_void_p()
+        self._check(self.lib.cudaStreamCreate(ctypes.byref(stream)), "cudaStreamCreate")
+        return int(stream.value or 0)
+
+    def stream_synchronize(self, stream: int) -> None:
+        """Waits for `stream`."""
+        self._check(self.lib.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
 
     def memset(self, ptr: int, nbytes: int) -> None:
         """Zero-fills `nbytes` of device memory."""
