@@ -11,8 +11,9 @@
 | `tensorrt`         | `_core.TensorRtBackend` (C++, when compiled in)    | `trt_codec.TensorRtCodecDecoder` |
 
 `create_lm(bundle, runtime, graph=...)` / `create_codec(...)` run one graph entry of the manifest (default "lm" /
-"codec_decoder"; the plans built by `llasa-rt build-engine` are the entries "lm_plan" / "codec_decoder_plan"). The GPU backends have never run (no GPU on the development
-machines); without their runtime or a device they refuse in one line (what to install, or the ONNX graph to use).
+"codec_decoder"; the plans built by `llasa-rt build-engine` are the entries "lm_plan" / "codec_decoder_plan").
+The GPU backends have never run (no GPU on the development machines); without their runtime or a device they
+refuse in one line (what to install, or the ONNX graph to use).
 
 A new backend is a `_core.Backend` subclass (Python, or C++ bound through csrc/) plus one entry in
 `_LM_BACKENDS`; the loop, the sampler and `Engine` do not change.
