@@ -5,7 +5,8 @@ profiles, timing cache); it has never run: the development machines have no GPU 
 choosing the source graphs, the profiles, checking them against the graph's inputs, the manifest facts, and the
 refusal when `tensorrt` is missing (before anything is written).
 
-Which ONNX graph each precision builds from (graph entries whose details.flavour starts with "portable"):
+Which ONNX graph each precision builds from (LM entries whose details.flavour is "portable": "lm.portable" from
+`llasa-rt export --target portable|both`, "lm.portable_int8" / "lm.portable_int4" from `llasa-rt quantize`):
 
 - fp16: the portable fp16 graph (else the fp32 one), weakly typed network with BuilderFlag.FP16; codec_decoder with
   the fp16 flag;
@@ -23,20 +24,23 @@ from pathlib import Path
 from typing import Any
 
 from llasa_rt._version import __version__
-from llasa_rt.backends.trt_plan import PLAN_FILES, PLAN_GRAPHS, PlanFacts, require_tensorrt, running_facts
-from llasa_rt.bundle import CODEC_GRAPH, LM_GRAPH, Bundle, GraphEntry
+from llasa_rt.backends import require_tensorrt
+from llasa_rt.backends.trt_plan import PLAN_FILES, PLAN_GRAPHS, PlanFacts, running_facts
+from llasa_rt.bundle import CODEC_GRAPH, LM_GRAPH, PORTABLE_FLAVOUR, Bundle, GraphEntry
+from llasa_rt.bundle.manifest import is_lm_graph
 from llasa_rt.bundle.writer import check_writable, write_bytes_atomic, write_manifest
 from llasa_rt.errors import BundleError, InputError
 
 from .profiles import Profile, check_limits, codec_profiles, lm_profiles
 
 ENGINE_PRECISIONS = ("fp16", "int8", "int4")
-PORTABLE_FLAVOUR = "portable"
 # How to make a missing source graph (docs/gpu.md: "The portable graph and its KV cache", "Quantisation recipes").
 MAKE_SOURCE = {
-    "fp16": "export it with `llasa-rt export --target portable --precision fp16 ...`",
-    "int8": "make it with the INT8 Q/DQ calibration (docs/gpu.md, \"Quantisation recipes\")",
-    "int4": "make it with the INT4 Q/DQ calibration (docs/gpu.md, \"Quantisation recipes\")",
+    "fp16": "export it with `llasa-rt export --target portable --precision fp16 ...` (or --target both)",
+    "int8": "make it with `llasa-rt quantize BUNDLE --scheme int8 --graph lm.portable` (docs/gpu.md, \"Quantisation "
+            "recipes\")",
+    "int4": "make it with `llasa-rt quantize BUNDLE --scheme int4 --graph lm.portable` (docs/gpu.md, \"Quantisation "
+            "recipes\")",
 }
 
 
@@ -66,7 +70,7 @@ def lm_source(bundle: Bundle, precision: str) -> Source:
     if precision not in ENGINE_PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(ENGINE_PRECISIONS)}, not {precision!r}")
     portable = {k: g for k, g in bundle.manifest.graphs.items()
-                if str(g.details.get("flavour", "")).startswith(PORTABLE_FLAVOUR) and g.backend == "onnxruntime"}
+                if is_lm_graph(k) and g.details.get("flavour") == PORTABLE_FLAVOUR and g.backend == "onnxruntime"}
     wanted = ("fp16", "fp32") if precision == "fp16" else (precision,)
     for p in wanted:
         for key, g in sorted(portable.items()):
@@ -120,9 +124,12 @@ def check_profile_inputs(inputs: dict[str, tuple[int, ...]], profiles: list[Prof
 
 
 def plan_entry(plan_bytes_sha256: str, plan_file: str, source: Source, precision: str, facts: Any,
-               request: BuildRequest, max_context: int, profiles: list[Profile]) -> GraphEntry:
+               request: BuildRequest, max_context: int, profiles: list[Profile], model: Any) -> GraphEntry:
     """The manifest entry of a built plan (the plan's file and every fact a load checks)."""
+    lm = is_lm_graph(source.graph)
     details = PlanFacts(
+        kv_dtype=source.entry.details.get("kv_dtype", model.kv_dtype) if lm else None,
+        kv_capacity=source.entry.details.get("kv_capacity", model.max_context) if lm else None,
         tensorrt_version=facts.tensorrt_version, gpu_name=facts.device.name,
         compute_capability=facts.device.compute_capability, precision=precision, source_graph=source.graph,
         source_sha256=source.entry.files[source.entry.path_name], strongly_typed=source.strongly_typed,
@@ -198,8 +205,8 @@ def build_engine(bundle_path: str | os.PathLike[str], request: BuildRequest,
     if request.timing_cache and request.timing_cache.is_dir():
         raise InputError(f"--timing-cache {request.timing_cache} is a folder; give a file name")
     check_writable(bundle.root, "write TensorRT plans into the bundle")
-    trt = require_tensorrt()
-    facts = running_facts()
+    trt = require_tensorrt(bundle)
+    facts = running_facts(bundle)
 
     def lm_shapes(inputs: dict[str, tuple[int, ...]]) -> list[Profile]:
         from llasa_rt.layout import LmIo
@@ -216,7 +223,8 @@ def build_engine(bundle_path: str | os.PathLike[str], request: BuildRequest,
             continue
         data, profiles = build_plan(trt, bundle.path(source.entry.path_name), source, shapes, request, log)
         digest = hashlib.sha256(data).hexdigest()
-        entry = plan_entry(digest, PLAN_FILES[role], source, request.precision, facts, request, max_context, profiles)
+        entry = plan_entry(digest, PLAN_FILES[role], source, request.precision, facts, request, max_context, profiles,
+                           model)
         built[role] = (data, entry)
 
     manifest = bundle.manifest

@@ -33,6 +33,7 @@ from llasa_rt.backends.trt_plan import (
     RunningFacts,
     check_plan_facts,
     read_plan,
+    require_tensorrt_backend,
 )
 from llasa_rt.bundle import Bundle, GraphEntry, ModelFacts, sha256_file
 from llasa_rt.bundle.writer import write_manifest
@@ -137,8 +138,9 @@ def test_profiles_are_checked_against_the_graphs_inputs():
 
 def _facts(**changes) -> PlanFacts:
     facts = PlanFacts(tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7", precision="int8",
-                      source_graph="lm_portable_int8", source_sha256="a" * 64, strongly_typed=True, max_batch=8,
-                      max_context=2048, profiles=tuple(p.to_json() for p in lm_profiles(LLASA_1B, 8, 2048)))
+                      source_graph="lm.portable_int8", source_sha256="a" * 64, strongly_typed=True, max_batch=8,
+                      max_context=2048, profiles=tuple(p.to_json() for p in lm_profiles(LLASA_1B, 8, 2048)),
+                      kv_dtype="float16", kv_capacity=2048)
     return replace(facts, **changes)
 
 
@@ -148,7 +150,7 @@ ORIN = RunningFacts("10.3.0", DeviceFacts("Orin", "8.7"))
 def test_plan_facts_round_trip_through_the_manifest_details():
     details = json.loads(json.dumps(_facts().to_details()))
     assert details["flavour"] == PLAN_FLAVOUR
-    assert PlanFacts.from_details(details, "graphs.lm_plan") == _facts()
+    assert PlanFacts.from_details(details, "graphs.lm.plan") == _facts()
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
@@ -161,12 +163,13 @@ def test_plan_facts_round_trip_through_the_manifest_details():
     ("profiles", [], "profiles must be a non-empty list"),
     ("profiles", [{"name": "decode", "shapes": {"input_ids": [[2, 1], [1, 1], [8, 1]]}}], "bad shape range"),
     ("flavour", "portable", "flavour must be 'tensorrt-plan'"),
+    ("kv_dtype", "bfloat16", "kv_dtype must be float32 or float16"),
 ])
 def test_plan_facts_refuse_a_bad_field_naming_it(key, value, message):
     details = _facts().to_details()
     details[key] = value
-    with pytest.raises(BundleError, match=f"graphs.lm_plan.details.{key} .*{message.split(' ', 1)[1][:20]}"):
-        PlanFacts.from_details(details, "graphs.lm_plan")
+    with pytest.raises(BundleError, match=f"graphs.lm.plan.details.{key} .*{message.split(' ', 1)[1][:20]}"):
+        PlanFacts.from_details(details, "graphs.lm.plan")
 
 
 def test_a_plan_loads_only_with_its_tensorrt_version_and_gpu():
@@ -193,7 +196,7 @@ def plan_bundle(tiny_bundle, tmp_path) -> Path:
     shutil.copytree(tiny_bundle("h64"), root)
     (root / "lm.plan").write_bytes(b"serialised engine bytes")
     bundle = Bundle.open(root, verify="fast")
-    bundle.manifest.graphs["lm_plan"] = GraphEntry(files={"lm.plan": sha256_file(root / "lm.plan")},
+    bundle.manifest.graphs["lm.plan"] = GraphEntry(files={"lm.plan": sha256_file(root / "lm.plan")},
                                                    backend="tensorrt", precision="int8", opset=0,
                                                    details=_facts().to_details())
     write_manifest(root, bundle.manifest)
@@ -202,44 +205,69 @@ def plan_bundle(tiny_bundle, tmp_path) -> Path:
 
 def test_read_plan_checks_facts_and_sha256(plan_bundle):
     bundle = Bundle.open(plan_bundle)  # the manifest with plan facts is a valid manifest
-    data, facts = read_plan(bundle, "lm_plan", ORIN)
+    data, facts = read_plan(bundle, "lm.plan", ORIN)
     assert data == b"serialised engine bytes" and facts == _facts()
     with pytest.raises(BundleError, match="another TensorRT version"):
-        read_plan(bundle, "lm_plan", RunningFacts("10.7.0", ORIN.device))
+        read_plan(bundle, "lm.plan", RunningFacts("10.7.0", ORIN.device))
     (plan_bundle / "lm.plan").write_bytes(b"serialised engine bytez")
     with pytest.raises(BundleError, match=r"lm.plan does not match its sha256 .* rebuild it with `llasa-rt "
                                           "build-engine .* --precision int8`"):
-        read_plan(bundle, "lm_plan", ORIN)
+        read_plan(bundle, "lm.plan", ORIN)
     with pytest.raises(BundleError, match="graph 'lm' is for onnxruntime, not a TensorRT plan"):
         read_plan(bundle, "lm", ORIN)
 
 
 # ---- source graphs and build-engine without TensorRT --------------------------------------------------------------
 
-def _with_portable(root: Path, precision: str = "fp32") -> None:
-    """Marks a copy of the bundle's lm.onnx as a portable graph entry (the portable exporter's flavour)."""
+PORTABLE_CONTEXT = 256
+
+
+@pytest.fixture(scope="module")
+def both_bundle(tiny_checkpoint, tmp_path_factory) -> Path:
+    """A tiny bundle with both LM graphs: lm.onnx (ORT) and lm.portable.onnx (the portable graph TensorRT builds)."""
+    from llasa_rt.export.bundle_export import export_bundle
+
+    out = tmp_path_factory.mktemp("both") / "bundle"
+    return export_bundle(str(tiny_checkpoint("h64")), out, target="both", max_context=PORTABLE_CONTEXT,
+                         log=lambda m: None)
+
+
+def _add_qdq_entry(root: Path, scheme: str) -> None:
+    """An entry as `llasa-rt quantize --graph lm.portable` adds it (the file itself is not needed to choose it)."""
     bundle = Bundle.open(root, verify="fast")
-    entry = copy.deepcopy(bundle.manifest.graphs["lm"])
-    entry.details = {"flavour": "portable"}
-    entry.precision = precision
-    bundle.manifest.graphs[f"lm_portable_{precision}"] = entry
+    entry = copy.deepcopy(bundle.manifest.graphs["lm.portable"])
+    entry.precision = scheme
+    bundle.manifest.graphs[f"lm.portable_{scheme}"] = entry
     write_manifest(root, bundle.manifest)
 
 
-def test_each_precision_builds_from_its_portable_graph(tiny_bundle, tmp_path):
-    root = tmp_path / "b"
-    shutil.copytree(tiny_bundle("h64"), root)
+def test_profiles_fit_the_exported_portable_graph(both_bundle):
+    import onnx
+
+    bundle = Bundle.open(both_bundle, verify="fast")
+    graph = onnx.load(str(bundle.path(bundle.graph("lm.portable").path_name)), load_external_data=False)
+    inputs = {i.name: tuple(d.dim_value if d.HasField("dim_value") else -1 for d in i.type.tensor_type.shape.dim)
+              for i in graph.graph.input}
+    model = bundle.manifest.lm_model("lm.portable")
+    capacity = graph_capacity(inputs, LmIo.past(0, "key"))
+    assert capacity == PORTABLE_CONTEXT == bundle.graph("lm.portable").details["kv_capacity"]
+    profiles = lm_profiles(model, max_batch=4, max_context=PORTABLE_CONTEXT, capacity=capacity)
+    check_profile_inputs(inputs, profiles, "lm.portable.onnx")  # same names, ranks and static dimensions
+
+
+def test_each_precision_builds_from_its_portable_graph(tiny_bundle, both_bundle, tmp_path):
     with pytest.raises(BundleError, match=r"no portable fp16 LM graph .* `llasa-rt export --target portable"):
-        lm_source(Bundle.open(root), "fp16")
-    _with_portable(root, "fp32")
+        lm_source(Bundle.open(tiny_bundle("h64")), "fp16")
+    root = tmp_path / "b"
+    shutil.copytree(both_bundle, root)
     src = lm_source(Bundle.open(root), "fp16")
-    assert (src.graph, src.fp16_flag, src.strongly_typed) == ("lm_portable_fp32", True, False)
-    with pytest.raises(BundleError, match=r"no portable int8 LM graph .*portable graphs: lm_portable_fp32 \(fp32\).*"
-                                          "INT8 Q/DQ calibration"):
+    assert (src.graph, src.fp16_flag, src.strongly_typed) == ("lm.portable", True, False)
+    with pytest.raises(BundleError, match=r"no portable int8 LM graph .*portable graphs: lm.portable \(fp32\).*"
+                                          r"`llasa-rt quantize BUNDLE --scheme int8 --graph lm.portable`"):
         lm_source(Bundle.open(root), "int8")
-    _with_portable(root, "int8")
+    _add_qdq_entry(root, "int8")
     src = lm_source(Bundle.open(root), "int8")
-    assert (src.graph, src.fp16_flag, src.strongly_typed) == ("lm_portable_int8", False, True)
+    assert (src.graph, src.fp16_flag, src.strongly_typed) == ("lm.portable_int8", False, True)
     assert codec_source(Bundle.open(root), "fp16") is None  # no codec in this bundle: no codec plan
 
 
@@ -248,30 +276,28 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="tensorrt is installed here: the refusal without it cannot be shown")
-def test_build_engine_without_tensorrt_refuses_in_one_line_and_writes_nothing(tiny_bundle, tmp_path):
+def test_build_engine_without_tensorrt_refuses_in_one_line_and_writes_nothing(both_bundle, tmp_path):
     root = tmp_path / "b"
-    shutil.copytree(tiny_bundle("h64"), root)
-    _with_portable(root, "fp32")
+    shutil.copytree(both_bundle, root)
     before = {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
     r = _cli("build-engine", str(root), "--precision", "fp16", "--timing-cache", str(tmp_path / "cache.bin"))
     assert r.returncode == 2, r.stderr
     assert r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
-    assert "build-engine: error: TensorRT's Python package is not installed: `pip install tensorrt`" in r.stderr
-    assert "python3-libnvinfer" in r.stderr
+    assert "build-engine: error: a TensorRT plan needs TensorRT, which this Python cannot import" in r.stderr
+    assert "`pip install tensorrt` on x86_64; on Jetson JetPack's python3-libnvinfer" in r.stderr
     after = {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
     assert after == before and not (tmp_path / "cache.bin").exists()
 
 
-def test_build_engine_checks_its_arguments_before_tensorrt(tiny_bundle, tmp_path):
+def test_build_engine_checks_its_arguments_before_tensorrt(both_bundle, tmp_path):
     root = tmp_path / "b"
-    shutil.copytree(tiny_bundle("h64"), root)
+    shutil.copytree(both_bundle, root)
     r = _cli("build-engine", str(root), "--precision", "int4")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no portable int4 LM graph" in r.stderr, r.stderr
-    _with_portable(root, "fp32")
     r = _cli("build-engine", str(root), "--precision", "fp16", "--max-batch", "0")
     assert r.returncode == 2 and "--max-batch must be between 1 and 256, not 0" in r.stderr, r.stderr
     r = _cli("build-engine", str(root), "--precision", "fp16", "--max-context", "99999")
-    assert r.returncode == 2 and "--max-context must be between 16 and the bundle's context" in r.stderr, r.stderr
+    assert r.returncode == 2 and "--max-context must be between 16 and the bundle's context (256)" in r.stderr, r.stderr
     r = _cli("build-engine", str(root), "--precision", "fp16", "--workspace-gb", "-1")
     assert r.returncode == 2 and "--workspace-gb must be between 0 and 1024" in r.stderr, r.stderr
 
@@ -286,20 +312,22 @@ def _mark_lm(root: Path, backend: str) -> Bundle:
 
 
 @pytest.mark.skipif(HAS_TENSORRT or core.build_info().tensorrt, reason="TensorRT is available here")
-def test_factory_refuses_a_tensorrt_entry_without_the_compiled_backend(plan_bundle):
+def test_factory_refuses_a_plan_without_tensorrt_or_its_compiled_backend(plan_bundle):
+    with pytest.raises(BundleError, match=r"a TensorRT plan needs TensorRT, .* or use .*/lm.onnx instead"):
+        create_lm(Bundle.open(plan_bundle), graph="lm.plan")
     assert core.build_info().tensorrt is False  # CMake found no TensorRT: the backend is not compiled in
     with pytest.raises(BundleError, match=r"built without its TensorRT backend .*WITH_TENSORRT=ON pip install"):
-        create_lm(Bundle.open(plan_bundle), graph="lm_plan")
+        require_tensorrt_backend()
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="tensorrt is installed here")
 def test_codec_plan_without_tensorrt_names_the_install(plan_bundle):
     bundle = Bundle.open(plan_bundle, verify="fast")
-    bundle.manifest.graphs["codec_decoder_plan"] = copy.deepcopy(bundle.manifest.graphs["lm_plan"])
+    bundle.manifest.graphs["codec_decoder.plan"] = copy.deepcopy(bundle.manifest.graphs["lm.plan"])
     write_manifest(plan_bundle, bundle.manifest)
     bundle = Bundle.open(plan_bundle, verify="fast")
-    with pytest.raises(BundleError, match=r"TensorRT's Python package is not installed: `pip install tensorrt`"):
-        create_codec(bundle, graph="codec_decoder_plan")
+    with pytest.raises(BundleError, match=r"a TensorRT plan needs TensorRT .*`pip install tensorrt` on x86_64"):
+        create_codec(bundle, graph="codec_decoder.plan")
     with pytest.raises(BundleError, match="graph 'lm' is not a codec plan"):
         create_codec(bundle, graph="lm")
 
@@ -462,19 +490,24 @@ def test_ort_cuda_backend_matches_the_cpu_backend(tiny_bundle, tmp_path):
 
 
 @pytest.mark.skipif(not (HAS_TENSORRT and GPU), reason="needs tensorrt and a CUDA device; this machine has neither")
-def test_build_engine_records_the_plan_facts(tiny_bundle, tmp_path):
+def test_build_engine_records_the_plan_facts(both_bundle, tmp_path):
     root = tmp_path / "b"
-    shutil.copytree(tiny_bundle("h64"), root)
-    bundle = Bundle.open(root)
-    if not any(str(g.details.get("flavour", "")).startswith("portable") for g in bundle.manifest.graphs.values()):
-        pytest.skip("the tiny bundle has no portable graph (export --target portable)")
+    shutil.copytree(both_bundle, root)
     r = _cli("build-engine", str(root), "--precision", "fp16", "--max-batch", "2")
     assert r.returncode == 0, r.stderr
-    entry = Bundle.open(root).graph("lm_plan")
-    facts = PlanFacts.from_details(entry.details, "graphs.lm_plan")
+    entry = Bundle.open(root).graph("lm.plan")
+    facts = PlanFacts.from_details(entry.details, "graphs.lm.plan")
     import tensorrt
 
-    assert facts.tensorrt_version == tensorrt.__version__ and facts.max_batch == 2
+    assert facts.tensorrt_version == tensorrt.__version__
+    assert facts.max_batch == 2 and facts.source_graph == "lm.portable"
+    runner = create_lm(Bundle.open(root), graph="lm.plan")
+    result = runner.generator(2).generate([128000, 128006, 882, 128007, 271, 128260], options=core.SamplingOptions(
+        temperature=0.0, max_new_tokens=8, seed=1), num_candidates=2)
+    reference = create_lm(Bundle.open(root), graph="lm.portable").generator(2).generate(
+        [128000, 128006, 882, 128007, 271, 128260], options=core.SamplingOptions(temperature=0.0, max_new_tokens=8,
+                                                                                seed=1), num_candidates=2)
+    assert result.candidates[0].tokens.tolist() == reference.candidates[0].tokens.tolist()
 
 
 def test_gpu_runtime_modules_load_no_torch():

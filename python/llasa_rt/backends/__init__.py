@@ -6,14 +6,16 @@
 
 | manifest backend   | LM                                                 | codec                            |
 |--------------------|----------------------------------------------------|----------------------------------|
-| `onnxruntime`      | `ort.OrtLmBackend` (CPU provider)                  | `codec.CodecDecoder`             |
+| `onnxruntime`      | `ort.OrtLmBackend` (CPU provider);                 | `codec.CodecDecoder`             |
+|                    | flavour "portable": `portable.PortableLmBackend`   |                                  |
 | `onnxruntime-cuda` | `ort_cuda.DeviceLmBackend` (CUDA, KV on the GPU)   | `codec.CodecDecoder` on CUDA     |
 | `tensorrt`         | `_core.TensorRtBackend` (C++, when compiled in)    | `trt_codec.TensorRtCodecDecoder` |
 
-`create_lm(bundle, runtime, graph=...)` / `create_codec(...)` run one graph entry of the manifest (default "lm" /
-"codec_decoder"; the plans built by `llasa-rt build-engine` are the entries "lm_plan" / "codec_decoder_plan").
-The GPU backends have never run (no GPU on the development machines); without their runtime or a device they
-refuse in one line (what to install, or the ONNX graph to use).
+A bundle may hold several LM entries ("lm", "lm.portable", "lm.plan", ...): `create_lm(bundle, runtime, graph)` runs
+the one named (default: `Manifest.default_lm()`); `Engine("BUNDLE/lm.portable.onnx")` picks it by its file.
+`create_codec(bundle, runtime, graph)` likewise ("codec_decoder", or the plan "codec_decoder.plan"). The GPU
+backends have never run (no GPU on the development machines); without their runtime or a device they refuse in one
+line (what to install, or the ONNX graph to use).
 
 A new backend is a `_core.Backend` subclass (Python, or C++ bound through csrc/) plus one entry in
 `_LM_BACKENDS`; the loop, the sampler and `Engine` do not change.
@@ -24,10 +26,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .. import _core
-from ..bundle import CODEC_GRAPH, LM_GRAPH, Bundle
+from ..bundle import CODEC_GRAPH, MANIFEST_NAME, PORTABLE_FLAVOUR, Bundle
 from ..errors import BundleError, InputError
 from ..options import as_int
 
@@ -58,9 +61,11 @@ class LmRunner:
     far, allocated once per size) and the `_core.Generator`."""
 
     def __init__(self, bundle: Bundle, runtime: RuntimeOptions, make_backend: Callable[..., Any],
-                 session: Any) -> None:
+                 session: Any, graph: str | None = None) -> None:
         self.bundle = bundle
-        self.model, self.tokens, _ = bundle.manifest.lm_parts()
+        self.graph = graph or bundle.manifest.default_lm()
+        self.model = bundle.manifest.lm_model(self.graph)
+        _, self.tokens, _ = bundle.manifest.lm_parts()
         self.session = session
         self._make_backend = make_backend
         self.config = _core.GeneratorConfig(speech_token_base=self.tokens.speech_base_id,
@@ -101,48 +106,114 @@ def _physical_memory() -> int:
         return 0
 
 
-def _ort_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str = LM_GRAPH) -> LmRunner:
+def _ort_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str) -> LmRunner:
     from .ort import OrtLmBackend, check_lm_graph, create_session
+    from .portable import PortableLmBackend, check_portable_graph
 
-    model, tokens, _ = bundle.manifest.lm_parts()
-    path = bundle.path(bundle.graph(graph).path_name)
+    model, (_, tokens, _) = bundle.manifest.lm_model(graph), bundle.manifest.lm_parts()
+    entry = bundle.graph(graph)
+    path = bundle.path(entry.path_name)
     session = create_session(path, runtime.threads, runtime.providers, bundle.root)
+    if entry.details.get("flavour") == PORTABLE_FLAVOUR:
+        check_portable_graph(session, model, tokens, f"{path.name} of bundle '{bundle.root}'")
+        return LmRunner(bundle, runtime, PortableLmBackend, session, graph)
     check_lm_graph(session, model, tokens, f"{path.name} of bundle '{bundle.root}'")
-    return LmRunner(bundle, runtime, OrtLmBackend, session)
+    return LmRunner(bundle, runtime, OrtLmBackend, session, graph)
+
+
+def require_tensorrt(bundle: Bundle | None = None) -> Any:
+    """The `tensorrt` module, or one BundleError saying what to install or which ONNX graph to run instead."""
+    try:
+        import tensorrt
+    except ImportError:
+        onnx = [bundle.graph(name).path_name for name in bundle.manifest.lm_graphs()
+                if bundle.graph(name).backend != "tensorrt"] if bundle is not None else []
+        where = f"{bundle.root}/" if bundle is not None else "BUNDLE/"
+        instead = " or ".join(f"{where}{name}" for name in onnx) or f"{where}lm.onnx or {where}lm.portable.onnx"
+        raise BundleError("a TensorRT plan needs TensorRT, which this Python cannot import: install it on an NVIDIA "
+                          "GPU machine (`pip install tensorrt` on x86_64; on Jetson JetPack's python3-libnvinfer) and "
+                          f"run `llasa-rt build-engine` there, or use {instead} instead") from None
+    return tensorrt
+
+
+PLAN_SUFFIX = ".plan"  # TensorRT engine files
+
+
+def locate_lm(path: str | Path, verify: str = "full") -> tuple[Bundle, str]:
+    """What a user has in hand -> (the opened bundle, the LM entry to run).
+
+    `path` is a bundle folder (its default LM, `Manifest.default_lm()`), or a graph file inside one
+    ("BUNDLE/lm.onnx", "BUNDLE/lm.portable.onnx", "BUNDLE/lm.plan"), which picks the LM entry listing that file, and
+    so its backend. A `.plan` where `tensorrt` cannot be imported is refused (`require_tensorrt`).
+    """
+    p = Path(path)
+    if p.is_dir() or (not p.exists() and not p.suffix):
+        bundle = Bundle.open(p, verify=verify)
+        return bundle, bundle.manifest.default_lm()
+    root = p.parent
+    if not (root / MANIFEST_NAME).is_file():
+        if not p.exists():
+            raise BundleError(f"'{p}' does not exist; pass a bundle folder made by `llasa-rt export` (or a graph file "
+                              "inside one, e.g. BUNDLE/lm.onnx)")
+        raise BundleError(f"'{p}' is not inside a bundle (no {MANIFEST_NAME} next to it); pass the bundle folder made "
+                          "by `llasa-rt export`, or a graph file inside it (e.g. BUNDLE/lm.onnx)")
+    if p.name == MANIFEST_NAME:
+        bundle = Bundle.open(root, verify=verify)
+        return bundle, bundle.manifest.default_lm()
+    plan = p.suffix == PLAN_SUFFIX
+    bundle = Bundle.open(root, verify="fast" if plan else verify)
+    manifest = bundle.manifest
+    choices = ", ".join(f"{root}/{manifest.graphs[name].path_name}" for name in manifest.lm_graphs())
+    if not p.exists():
+        build = " (build it with `llasa-rt build-engine` on the GPU machine)" if plan else ""
+        raise BundleError(f"'{p}' does not exist{build}; bundle '{root}' has these LM graphs: {choices}")
+    if plan:
+        require_tensorrt(bundle)
+    graph = manifest.lm_for_file(p.name)
+    if graph is None:
+        what = "is not an LM graph" if p.name in manifest.all_files() else f"is not listed in {MANIFEST_NAME}"
+        raise BundleError(f"'{p}' {what} of bundle '{root}'; pass the bundle folder or one of its LM graphs: "
+                          f"{choices}")
+    if verify == "full" and plan:
+        bundle.check_files("full")
+    return bundle, graph
 
 
 def _ort_cuda_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str) -> LmRunner:
-    from .ort import create_session
+    from .ort import check_lm_graph, create_session
     from .ort_cuda import CUDA_PROVIDER, CudaMemory, DeviceLmBackend, check_cuda_model, check_cuda_provider
 
-    model, tokens, _ = bundle.manifest.lm_parts()
+    entry = bundle.graph(graph)
+    if entry.details.get("flavour") == PORTABLE_FLAVOUR:
+        raise BundleError(f"bundle '{bundle.root}': graph '{graph}' is the portable graph, which runs on a GPU through "
+                          "TensorRT (`llasa-rt build-engine`); the onnxruntime-cuda backend runs the ORT graph lm.onnx")
+    model, (_, tokens, _) = bundle.manifest.lm_model(graph), bundle.manifest.lm_parts()
     check_cuda_model(model, bundle.root)
     check_cuda_provider()
     memory = CudaMemory(0)
-    path = bundle.path(bundle.graph(graph).path_name)
+    path = bundle.path(entry.path_name)
     session = create_session(path, runtime.threads, [CUDA_PROVIDER, "CPUExecutionProvider"], bundle.root)
-    from .ort import check_lm_graph
-
     check_lm_graph(session, model, tokens, f"{path.name} of bundle '{bundle.root}'")
 
     def make(session: Any, cache: Any, buffers: Any, m: Any) -> Any:
         return DeviceLmBackend(session, cache, buffers, m, memory)
 
-    return LmRunner(bundle, runtime, make, session)
+    return LmRunner(bundle, runtime, make, session, graph)
 
 
 def _tensorrt_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str) -> LmRunner:
     from .trt_plan import read_plan, require_tensorrt_backend, running_facts
 
+    require_tensorrt(bundle)
     require_tensorrt_backend()
-    plan, facts = read_plan(bundle, graph, running_facts())
+    plan, facts = read_plan(bundle, graph, running_facts(bundle))
     engine = _core.TensorRtEngine(plan)
     options = _core.TensorRtOptions(max_batch=facts.max_batch, cuda_graphs=bool(runtime.cuda_graphs))
 
     def make(engine: Any, cache: Any, buffers: Any, m: Any) -> Any:
         return _core.TensorRtBackend(cache, buffers, engine, options)
 
-    return LmRunner(bundle, runtime, make, engine)
+    return LmRunner(bundle, runtime, make, engine, graph)
 
 
 _LM_BACKENDS: dict[str, Callable[[Bundle, RuntimeOptions, str], LmRunner]] = {
@@ -152,16 +223,17 @@ _LM_BACKENDS: dict[str, Callable[[Bundle, RuntimeOptions, str], LmRunner]] = {
 }
 
 
-def create_lm(bundle: Bundle, runtime: RuntimeOptions | None = None, graph: str = LM_GRAPH) -> LmRunner:
-    """The LM of `bundle` (graph entry `graph`, default "lm") on the backend its manifest entry names."""
+def create_lm(bundle: Bundle, runtime: RuntimeOptions | None = None, graph: str | None = None) -> LmRunner:
+    """The LM entry `graph` of `bundle` (default: `Manifest.default_lm()`) on the backend its manifest names."""
     runtime = runtime or RuntimeOptions()
+    graph = graph or bundle.manifest.default_lm()
     return _LM_BACKENDS[bundle.graph(graph).backend](bundle, runtime, graph)
 
 
 def create_codec(bundle: Bundle, runtime: RuntimeOptions | None = None, graph: str = CODEC_GRAPH) -> Any:
     """The X-Codec2 decoder of `bundle` (graph entry `graph`, default "codec_decoder"): a `codec.CodecDecoder` on
-    ONNX Runtime (backend onnxruntime-cuda: on the CUDA provider), or a `trt_codec.TensorRtCodecDecoder` for a plan
-    ("codec_decoder_plan")."""
+    ONNX Runtime (backend onnxruntime-cuda: on the CUDA provider), or a `trt_codec.TensorRtCodecDecoder` for the
+    plan "codec_decoder.plan"."""
     from ..codec import CodecDecoder
 
     runtime = runtime or RuntimeOptions()

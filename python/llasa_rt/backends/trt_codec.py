@@ -17,16 +17,18 @@ from ..bundle import Bundle
 from ..codec import CodecDecoder
 from ..errors import BundleError, InputError
 from .cuda_runtime import DEVICE_TO_HOST, HOST_TO_DEVICE, CudaRuntime
-from .trt_plan import read_plan, require_tensorrt, running_facts
+from .trt_plan import read_plan, running_facts
 
 
 class TensorRtCodecDecoder(CodecDecoder):
-    """X-Codec2 decoding with the bundle's codec plan (graph entry `graph`, default "codec_decoder_plan")."""
+    """X-Codec2 decoding with the bundle's codec plan (graph entry `graph`, default "codec_decoder.plan")."""
 
-    def __init__(self, bundle: Bundle, graph: str = "codec_decoder_plan") -> None:
-        trt = require_tensorrt()
+    def __init__(self, bundle: Bundle, graph: str = "codec_decoder.plan") -> None:
+        from . import require_tensorrt
+
+        trt = require_tensorrt(bundle)
         self._read_facts(bundle)  # sample rate, hop, codebook size of the ONNX codec the plan was built from
-        plan, facts = read_plan(bundle, graph, running_facts())
+        plan, facts = read_plan(bundle, graph, running_facts(bundle))
         self.precision = facts.precision
         self.cuda = CudaRuntime()
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))

@@ -5,7 +5,8 @@ A plan (`lm.plan`, `codec_decoder.plan`) runs only with the TensorRT version and
 plan's graph entry (`GraphEntry.details`, additive fields):
 
     "flavour": "tensorrt-plan", "tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7",
-    "source_graph": "lm_portable_fp16", "source_sha256": "...", "strongly_typed": false,
+    "source_graph": "lm.portable", "source_sha256": "...", "strongly_typed": false, "kv_dtype": "float16",
+    "kv_capacity": 2048,
     "max_batch": 8, "max_context": 2048, "profiles": [{"name": "prefill", "shapes": {...}}, ...]
 
 Loading refuses, with the command that rebuilds the plan, a plan whose facts differ from the running machine's
@@ -26,21 +27,10 @@ from .cuda_runtime import DeviceFacts
 
 PLAN_FLAVOUR = "tensorrt-plan"
 # Graph entries of the plans, next to the ONNX graphs they are built from ("lm", "codec_decoder", ...).
-PLAN_GRAPHS = {"lm": "lm_plan", "codec_decoder": "codec_decoder_plan"}
+PLAN_GRAPHS = {"lm": "lm.plan", "codec_decoder": "codec_decoder.plan"}
 PLAN_FILES = {"lm": "lm.plan", "codec_decoder": "codec_decoder.plan"}
-TENSORRT_INSTALL = ("TensorRT's Python package is not installed: `pip install tensorrt` on x86_64 with an NVIDIA GPU "
-                    "and driver; on Jetson it comes with JetPack (`sudo apt install python3-libnvinfer`)")
 _CC = re.compile(r"\d+\.\d+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def require_tensorrt() -> Any:
-    """The `tensorrt` module, or one BundleError saying what to install."""
-    try:
-        import tensorrt  # type: ignore[import-not-found]
-    except ImportError:
-        raise BundleError(TENSORRT_INSTALL) from None
-    return tensorrt
 
 
 def require_tensorrt_backend() -> None:
@@ -62,11 +52,13 @@ class RunningFacts:
     device: DeviceFacts  # the GPU
 
 
-def running_facts(device: int = 0) -> RunningFacts:
-    """TensorRT version and GPU of this machine (needs tensorrt and a CUDA device)."""
+def running_facts(bundle: Bundle | None = None, device: int = 0) -> RunningFacts:
+    """TensorRT version and GPU of this machine (needs tensorrt and a CUDA device; `bundle` names its ONNX graphs
+    in the refusal when tensorrt is missing)."""
+    from . import require_tensorrt
     from .cuda_runtime import CudaRuntime
 
-    trt = require_tensorrt()
+    trt = require_tensorrt(bundle)
     return RunningFacts(tensorrt_version=str(trt.__version__), device=CudaRuntime().device_facts(device))
 
 
@@ -84,11 +76,16 @@ class PlanFacts:
     max_batch: int  # most rows of a decode step (decode profile)
     max_context: int  # most positions (prefill profile, KV capacity)
     profiles: tuple[dict[str, Any], ...]  # profiles in plan order: {"name", "shapes": {tensor: [min, opt, max]}}
+    kv_dtype: str | None = None  # LM plans: element type of the KV inputs (the source graph's), float32 / float16
+    kv_capacity: int | None = None  # LM plans: positions of the KV inputs (static: the model's max_context)
 
     def to_details(self) -> dict[str, Any]:
         """The graph entry's details."""
         d = asdict(self)
         d["profiles"] = [dict(p) for p in self.profiles]
+        for key in ("kv_dtype", "kv_capacity"):
+            if d[key] is None:
+                del d[key]
         return {"flavour": PLAN_FLAVOUR, **d}
 
     @classmethod
@@ -126,12 +123,16 @@ class PlanFacts:
         precision = text("precision")
         if precision not in ("fp16", "int8", "int4"):
             raise fail("precision", f"must be fp16, int8 or int4 (got {precision!r})")
+        kv_dtype = details.get("kv_dtype")
+        if kv_dtype not in (None, "float32", "float16"):
+            raise fail("kv_dtype", f"must be float32 or float16 (got {kv_dtype!r})")
         strongly_typed = details.get("strongly_typed")
         if not isinstance(strongly_typed, bool):
             raise fail("strongly_typed", "must be true or false")
         return cls(tensorrt_version=text("tensorrt_version"), gpu_name=text("gpu_name"),
                    compute_capability=text("compute_capability", _CC), precision=precision,
                    source_graph=text("source_graph"), source_sha256=text("source_sha256", _SHA256),
+                   kv_dtype=kv_dtype, kv_capacity=count("kv_capacity") if "kv_capacity" in details else None,
                    strongly_typed=strongly_typed, max_batch=count("max_batch"), max_context=count("max_context"),
                    profiles=tuple(profiles))
 
