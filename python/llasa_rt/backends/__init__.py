@@ -130,9 +130,9 @@ def require_tensorrt(bundle: Bundle | None = None) -> Any:
                 if bundle.graph(name).backend != "tensorrt"] if bundle is not None else []
         where = f"{bundle.root}/" if bundle is not None else "BUNDLE/"
         instead = " or ".join(f"{where}{name}" for name in onnx) or f"{where}lm.onnx or {where}lm.portable.onnx"
-        raise BundleError("a TensorRT plan needs TensorRT, which this Python cannot import: install it on an NVIDIA "
-                          "GPU machine (`pip install tensorrt` on x86_64; on Jetson JetPack's python3-libnvinfer) and "
-                          f"run `llasa-rt build-engine` there, or use {instead} instead") from None
+        raise BundleError("a TensorRT plan needs TensorRT, which this Python cannot import: install TensorRT on an "
+                          "NVIDIA GPU machine and run `llasa-rt build-engine` there (`pip install tensorrt` on x86_64; "
+                          f"on Jetson JetPack's python3-libnvinfer), or use {instead} instead") from None
     return tensorrt
 
 
