@@ -27,6 +27,15 @@ DeviceBuffer::~DeviceBuffer() {
   if (ptr_ != nullptr) cudaFree(ptr_);
 }
 
+DeviceBuffer &DeviceBuffer::operator=(DeviceBuffer &&other) noexcept {
+  if (this != &other) {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+    ptr_ = std::exchange(other.ptr_, nullptr);
+    bytes_ = other.bytes_;
+  }
+  return *this;
+}
+
 CudaStream::CudaStream() { CudaCheck(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream creation"); }
 
 CudaStream::~CudaStream() {

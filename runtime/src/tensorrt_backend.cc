@@ -259,7 +259,9 @@ void TensorRtBackend::ForwardRows(const int64_t *input_ids, int first_slot, int 
   d.CopyOut(batch, logits);
 }
 
-void TensorRtBackend::CopySlotRange(int src, int dst, int begin, int end) { impl_->slots.CopySlotRange(src, dst, begin, end); }
+void TensorRtBackend::CopySlotRange(int src, int dst, int begin, int end) {
+  impl_->slots.CopySlotRange(src, dst, begin, end);
+}
 
 long long TensorRtBackend::graph_launches() const { return impl_->graph_launches; }
 
