@@ -74,7 +74,7 @@ def test_bad_paths_are_refused_with_the_fix(both_bundle, tmp_path):
         Engine(both_bundle / "codec_decoder.onnx")
     stray = tmp_path / "model.onnx"
     stray.write_bytes(b"not a graph")
-    with pytest.raises(BundleError, match=r"is not inside a bundle \(no manifest.json next to it\)"):
+    with pytest.raises(BundleError, match=r"is a file, not a bundle folder, and no manifest\.json is next to it"):
         Engine(stray)
     with pytest.raises(BundleError, match="does not exist; pass a bundle folder made by `llasa-rt export`"):
         Engine(tmp_path / "nowhere" / "lm.onnx")
@@ -137,3 +137,41 @@ def test_cli_speaks_with_a_graph_file_and_refuses_a_bad_one(both_bundle, tmp_pat
     assert r.returncode == 2
     lines = r.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "is not an LM graph of bundle" in lines[0]
+
+
+def test_compare_takes_graph_files(both_bundle, capsys):
+    from llasa_rt.cli import main
+    from llasa_rt.evaluation.drift import measure_drift
+
+    report = measure_drift(both_bundle / "lm.onnx", both_bundle / "lm.portable.onnx", ["Hello there."], steps=8)
+    print(report)
+    assert report.top1_agreement == 1.0 and 0.0 < report.max_abs_logit_diff <= 1e-4
+    assert main(["compare", str(both_bundle), str(both_bundle / "lm.portable.onnx"), "--steps", "2"]) == 0
+    assert "top-1 agreement" in capsys.readouterr().out
+
+
+def test_request_batching_on_the_portable_graph_equals_solo_runs(both_bundle):
+    """The server's loop (Scheduler -> forward_rows) over the portable graph: requests joining at different steps,
+    with prompts of different lengths, get what they get alone."""
+    from llasa_rt import GenerationOptions
+    from llasa_rt.batching import RequestBatcher
+
+    engine = Engine(both_bundle / "lm.portable.onnx", threads=1)
+    requests = [("The first request starts alone.", dict(seed=1, temperature=0.8, max_new_tokens=30), 0),
+                ("A second, greedy one with a longer prompt arrives later on.",
+                 dict(seed=2, temperature=0.0, max_new_tokens=20, min_new_tokens=20), 3),
+                ("Third: two candidates.", dict(seed=3, temperature=1.0, num_candidates=2, max_new_tokens=15), 5)]
+    batcher = RequestBatcher(engine, max_batch=5, prefill_chunk=8)
+    handles, step = {}, 0
+    while len(handles) < len(requests) or batcher.scheduler.running or batcher.scheduler.queued:
+        for i, (text, opts, at) in enumerate(requests):
+            if at == step and i not in handles:
+                handles[i] = batcher.submit(text, GenerationOptions(**opts))
+        batcher.step()
+        step += 1
+        assert step < 300
+    for i, (text, opts, _) in enumerate(requests):
+        alone = engine.generate_codes(text, GenerationOptions(**opts))
+        got = handles[i].wait(timeout=0)
+        assert [c.tokens.tolist() for c in got.candidates] == [c.codes.tolist() for c in alone.candidates], i
+    assert any(handles[i].result.timings["shared_rows"] > 0 for i in handles)

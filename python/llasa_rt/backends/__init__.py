@@ -155,8 +155,8 @@ def locate_lm(path: str | Path, verify: str = "full") -> tuple[Bundle, str]:
         if not p.exists():
             raise BundleError(f"'{p}' does not exist; pass a bundle folder made by `llasa-rt export` (or a graph file "
                               "inside one, e.g. BUNDLE/lm.onnx)")
-        raise BundleError(f"'{p}' is not inside a bundle (no {MANIFEST_NAME} next to it); pass the bundle folder made "
-                          "by `llasa-rt export`, or a graph file inside it (e.g. BUNDLE/lm.onnx)")
+        raise BundleError(f"'{p}' is a file, not a bundle folder, and no {MANIFEST_NAME} is next to it; pass the "
+                          "bundle folder made by `llasa-rt export`, or a graph file inside it (e.g. BUNDLE/lm.onnx)")
     if p.name == MANIFEST_NAME:
         bundle = Bundle.open(root, verify=verify)
         return bundle, bundle.manifest.default_lm()
@@ -177,6 +177,22 @@ def locate_lm(path: str | Path, verify: str = "full") -> tuple[Bundle, str]:
     if verify == "full" and plan:
         bundle.check_files("full")
     return bundle, graph
+
+
+def lm_driver(path: str | Path, threads: int | None = None) -> tuple[Bundle, Any]:
+    """(bundle, the plain driver of its LM) for a bundle folder or LM graph file (`locate_lm`): `ort.GrowingPastLm`
+    for lm.onnx, `portable.PortableLm` for a portable graph. Both have `model`, `reset(batch)` and `step(ids)`."""
+    from .ort import GrowingPastLm
+    from .portable import PortableLm
+
+    bundle, graph = locate_lm(path, verify="fast")
+    entry = bundle.graph(graph)
+    if entry.backend != "onnxruntime":
+        raise BundleError(f"{entry.path_name} of bundle '{bundle.root}' is a {entry.backend} graph; this runs ONNX "
+                          f"graphs on ONNX Runtime: pass the bundle's lm.onnx or lm.portable.onnx")
+    if entry.details.get("flavour") == PORTABLE_FLAVOUR:
+        return bundle, PortableLm.from_bundle(bundle, threads, graph)
+    return bundle, GrowingPastLm(bundle.path(entry.path_name), bundle.manifest.lm_model(graph), threads)
 
 
 def _ort_cuda_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str) -> LmRunner:

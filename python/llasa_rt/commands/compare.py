@@ -11,8 +11,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Feed both LMs the same tokens (a prompt set, then the reference's greedy speech tokens) and "
                     "report top-1 agreement, KL divergence and the largest logit difference. Run it on bundles "
                     "exported from the same real checkpoint to judge a quantised precision.")
-    p.add_argument("reference", help="reference bundle (e.g. exported with --precision fp32)")
-    p.add_argument("candidate", help="bundle to compare (e.g. exported with --precision int4)")
+    p.add_argument("reference", help="reference bundle (e.g. exported with --precision fp32), or an LM graph file "
+                                     "in one (BUNDLE/lm.onnx, BUNDLE/lm.portable.onnx)")
+    p.add_argument("candidate", help="bundle (or LM graph file in one) to compare (e.g. exported with --precision "
+                                     "int4)")
     p.add_argument("--steps", type=int, default=32, help="decode steps per prompt (default 32)")
     p.add_argument("--prompts", help="text file with one prompt per line (default: the packaged set of 16)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads per session")

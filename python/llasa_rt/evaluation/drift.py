@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.ort import GrowingPastLm
-from ..bundle import Bundle
+from ..backends import lm_driver
 from ..errors import InputError
 from ..prompt import PromptBuilder
 
@@ -54,12 +53,12 @@ class DriftReport:
 def measure_drift(reference: str | Path, candidate: str | Path, texts: list[str] | None = None,
                   steps: int = 32, threads: int | None = None,
                   log: Callable[[str], None] | None = None) -> DriftReport:
-    """Compares `candidate`'s LM with `reference`'s on the same tokens (see the module docstring)."""
-    ref_b, cand_b = Bundle.open(reference, verify="fast"), Bundle.open(candidate, verify="fast")
+    """Compares `candidate`'s LM with `reference`'s on the same tokens (see the module docstring). Each is a bundle
+    folder (its default LM) or an LM graph file inside one (e.g. BUNDLE/lm.portable.onnx)."""
+    (ref_b, ref), (cand_b, cand) = lm_driver(reference, threads), lm_driver(candidate, threads)
     if ref_b.manifest.prompt != cand_b.manifest.prompt or ref_b.manifest.tokens != cand_b.manifest.tokens:
         raise InputError("the two bundles render prompts differently; export both from the same checkpoint")
     builder = PromptBuilder.from_bundle(ref_b)
-    ref, cand = GrowingPastLm.from_bundle(ref_b, threads), GrowingPastLm.from_bundle(cand_b, threads)
     texts = texts or default_prompts()
     tokens = builder.tokens
     head_ids = tokens.head_token_ids()
