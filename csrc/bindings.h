@@ -35,6 +35,7 @@ void BindBackend(py::module_ &m);                                // backend.h
 void BindGenerationController(py::module_ &m);                   // generation_controller.h
 void BindGenerator(py::module_ &m);                              // generator.h
 void BindScheduler(py::module_ &m);                              // scheduler.h
+void BindTensorRtBackend(py::module_ &m);                        // tensorrt_backend.h (TensorRT builds only)
 
 // ---- NumPy -----------------------------------------------------------------------------------------------------
 

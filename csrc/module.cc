@@ -20,4 +20,7 @@ PYBIND11_MODULE(_core, m) {
   BindGenerationController(m);
   BindGenerator(m);
   BindScheduler(m);
+#if LLASA_RT_TENSORRT_BACKEND
+  BindTensorRtBackend(m);
+#endif
 }

@@ -105,6 +105,10 @@ void KvCache::CopySlot(int src, int dst, int length) {
                             std::to_string(config_.max_seq_len) + "]");
   }
   if (src == dst || length == 0) return;
+  if (copier_ != nullptr) {
+    copier_->CopySlotRange(src, dst, 0, length);
+    return;
+  }
   const size_t elem = KvDTypeSize(config_.dtype);
   const size_t row_bytes = static_cast<size_t>(config_.head_dim) * elem;  // One position of one head.
   const size_t head_bytes = static_cast<size_t>(config_.max_seq_len) * row_bytes;
