@@ -154,7 +154,7 @@ def test_results_do_not_depend_on_the_thread_count(dtype, head_dim) -> None:
 
 
 def test_config_and_constructor_errors() -> None:
-    with pytest.raises(InputError, match="num_heads .6. must be a multiple of num_kv_heads .4."):
+    with pytest.raises(InputError, match=r"num_heads \(6\) must be a multiple of num_kv_heads \(4\)"):
         core.AttentionConfig(num_heads=6, num_kv_heads=4, head_dim=8, scale=0.3)
     with pytest.raises(InputError, match="scale must be a positive finite number"):
         core.AttentionConfig(num_heads=4, num_kv_heads=4, head_dim=8, scale=0.0)
@@ -175,9 +175,10 @@ def test_bad_run_arguments_raise_clear_errors_and_write_nothing() -> None:
     attention.run(**good, out=out)  # The good call works.
     keys = cache.key(0).copy()
     cases = [
-        ({"slots": np.array([0, 4], np.int32)}, IndexError, "row 1: slot 4 outside .0, 4."),
+        ({"slots": np.array([0, 4], np.int32)}, IndexError, r"row 1: slot 4 outside \[0, 4\)"),
         ({"slots": np.array([1, 1], np.int32)}, InputError, "rows 0 and 1 both use slot 1"),
-        ({"past_lens": np.array([4, 158], np.int32)}, IndexError, "past_len 158 . seq 3 exceeds the cache's max_seq_len"),
+        ({"past_lens": np.array([4, 158], np.int32)}, IndexError,
+         r"past_len 158 \+ seq 3 exceeds the cache's max_seq_len"),
         ({"past_lens": np.array([3, 5], np.int32)}, InputError, "past_len 3 is shorter than prefix_len 4"),
         ({"prefix_slot": 9}, IndexError, "prefix_slot 9 outside"),
         ({"prefix_len": -1}, InputError, "prefix_len must be >= 0"),

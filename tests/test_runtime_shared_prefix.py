@@ -135,7 +135,7 @@ def test_copy_slot_range_copies_only_the_range() -> None:
     before = [(cache.key(layer).copy(), cache.value(layer).copy()) for layer in range(2)]
     cache.copy_slot_range(0, 2, 3, 7)
     for layer in range(2):
-        for buffer, old in zip((cache.key(layer), cache.value(layer)), before[layer]):
+        for buffer, old in zip((cache.key(layer), cache.value(layer)), before[layer], strict=True):
             expect = old.copy()
             expect[2, :, 3:7] = old[0, :, 3:7]
             assert np.array_equal(buffer, expect)
