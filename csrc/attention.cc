@@ -68,7 +68,7 @@ void BindAttention(py::module_ &m) {
       .def_property_readonly("config", &Attention::config, py::return_value_policy::copy,
                              "The AttentionConfig it was made with (a copy).")
       .def_property_readonly("kernel", &Attention::kernel,
-                             "The kernel picked for this CPU: 'avx2' or 'scalar'.")
+                             "The kernel picked for this CPU: 'avx512', 'avx2' or 'scalar'.")
       .def(
           "run",
           [](Attention &self, int layer, const py::array &q, const py::array &k, const py::array &v,

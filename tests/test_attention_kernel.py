@@ -3,6 +3,8 @@ KV) against a float64 NumPy reference, plus its argument checks."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -60,7 +62,8 @@ def context(cache: core.KvCache, layer: int, slots, prefix_slot: int = 0, prefix
     return keys, values
 
 
-SHAPES = [(4, 4, 16), (8, 2, 16), (4, 1, 12), (32, 8, 64)]  # GQA ratios 1 and 4; head_dim 12 takes the portable kernel.
+# GQA ratios 1 and 4. On an AVX-512 CPU head_dim 16 and 64 take the AVX-512 kernel, 8 the AVX2 one, 12 the portable one.
+SHAPES = [(4, 4, 16), (8, 2, 16), (4, 1, 12), (32, 8, 64), (8, 2, 8)]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -139,7 +142,7 @@ def test_shared_prefix_equals_the_prefix_copied_into_every_slot(dtype, heads, kv
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-@pytest.mark.parametrize("head_dim", [16, 12])
+@pytest.mark.parametrize("head_dim", [16, 8, 12])
 def test_results_do_not_depend_on_the_thread_count(dtype, head_dim) -> None:
     outs = []
     for threads in (1, 2, 3):
@@ -204,7 +207,13 @@ def test_bad_run_arguments_raise_clear_errors_and_write_nothing() -> None:
         attention.run(**good, out=read_only)
 
 
-def test_kernel_is_named() -> None:
-    _, avx = make(4, 4, 16)
-    _, portable = make(4, 4, 12)
-    assert avx.kernel in ("avx2", "scalar") and portable.kernel == "scalar"
+def test_the_kernel_follows_the_cpu_and_head_dim() -> None:
+    """AVX-512 needs head_dim % 16 == 0, AVX2 head_dim % 8 == 0; anything else takes the portable kernel."""
+    if not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("needs /proc/cpuinfo (Linux) to know the CPU's features")
+    flags = open("/proc/cpuinfo").read().replace("\n", " ")
+    has_avx2 = all(f" {flag}" in flags for flag in ("avx2", "fma", "f16c"))
+    best16 = "avx512" if has_avx2 and " avx512f" in flags else "avx2" if has_avx2 else "scalar"
+    assert make(4, 4, 16)[1].kernel == best16
+    assert make(4, 4, 8)[1].kernel == ("avx2" if has_avx2 else "scalar")
+    assert make(4, 4, 12)[1].kernel == "scalar"
