@@ -69,6 +69,10 @@ void BindKvCache(py::module_ &m) {
       .def("copy_slot", &KvCache::CopySlot, py::arg("src"), py::arg("dst"), py::arg("length"),
            "Copies positions [0, length) of slot `src` over slot `dst`, all layers; IndexError if out of range. "
            "With a slot copier set, the copier does the copy.")
+      .def("copy_slot_range", &KvCache::CopySlotRange, py::arg("src"), py::arg("dst"), py::arg("begin"),
+           py::arg("end"),
+           "Copies positions [begin, end) of slot `src` over slot `dst`, all layers; IndexError if out of range. "
+           "With a slot copier set, the copier does the copy.")
       .def(
           "set_slot_copier",
           [](KvCache &cache, KvSlotCopier *copier) { cache.SetSlotCopier(copier); }, py::arg("copier").none(true),

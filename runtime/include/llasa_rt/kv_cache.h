@@ -64,6 +64,10 @@ class KvCache {
   // Positions >= length of `dst` are left as they are. Throws std::out_of_range on a bad slot/length.
   // With a copier set, the copy is the copier's (see KvSlotCopier).
   void CopySlot(int src, int dst, int length);
+  // Copies positions [begin, end) of slot `src` to slot `dst` in every layer, K and V, every head (a fork that
+  // shares the prompt prefix copies only its own suffix). Throws std::out_of_range on a bad slot/range. With a
+  // copier set, the copy is the copier's.
+  void CopySlotRange(int src, int dst, int begin, int end);
 
   // Sends every later slot copy to `copier` (not owned; it must outlive its use), or back to this host memory when
   // `copier` is null. A device backend sets itself here when it is constructed and resets it when destroyed.
