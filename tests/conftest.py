@@ -35,18 +35,38 @@ def tiny_checkpoint(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="session", autouse=True)
+def attention_kernel():
+    """The layered LM's attention: `_core.Attention` once the C++ kernel is built in; until then its contract's
+    NumPy implementation (tests only: the package has no fallback)."""
+    from llasa_rt import _core
+
+    if hasattr(_core, "Attention"):
+        yield _core.Attention
+        return
+    from attention_reference import AttentionConfig, NumpyAttention
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(_core, "Attention", NumpyAttention, raising=False)
+    patch.setattr(_core, "AttentionConfig", AttentionConfig, raising=False)
+    yield NumpyAttention
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_checkpoint, tmp_path_factory):
-    """Returns a function (checkpoint name, precision) -> exported bundle folder (created once per session)."""
+    """Returns a function (checkpoint name, precision, LM flavour, KV dtype) -> exported bundle folder (created
+    once per session)."""
     from llasa_rt.export.bundle_export import export_bundle
 
-    made: dict[tuple[str, str], Path] = {}
+    made: dict[tuple[str, str, str, str | None], Path] = {}
 
-    def get(name: str, precision: str = "fp32") -> Path:
-        key = (name, precision)
+    def get(name: str, precision: str = "fp32", flavour: str = "fused", kv_dtype: str | None = None) -> Path:
+        key = (name, precision, flavour, kv_dtype)
         if key not in made:
-            out = tmp_path_factory.mktemp(f"bundle-{name}-{precision}") / "bundle"
-            made[key] = export_bundle(str(tiny_checkpoint(name)), out, precision=precision, log=lambda m: None)
+            out = tmp_path_factory.mktemp(f"bundle-{name}-{precision}-{flavour}-{kv_dtype}") / "bundle"
+            made[key] = export_bundle(str(tiny_checkpoint(name)), out, precision=precision, lm_flavour=flavour,
+                                      kv_dtype=kv_dtype, log=lambda m: None)
         return made[key]
 
     return get

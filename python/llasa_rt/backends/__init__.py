@@ -4,11 +4,12 @@
     generator = runner.generator(slots=8)                       # KV cache for 8 candidates (grown on demand)
     codec = create_codec(bundle, RuntimeOptions(threads=2))     # the X-Codec2 decoder
 
-| manifest backend   | LM                                  | codec                    |
-|--------------------|-------------------------------------|--------------------------|
-| `onnxruntime`      | `ort.OrtLmBackend` (CPU provider)   | `codec.CodecDecoder`     |
-| `onnxruntime-cuda` | not in this version (GPU issue)     | not in this version      |
-| `tensorrt`         | not in this version (GPU issue)     | not in this version      |
+| manifest backend   | LM                                                        | codec                 |
+|--------------------|-----------------------------------------------------------|-----------------------|
+| `onnxruntime`      | `ort.OrtLmBackend` (CPU provider), or for a layered LM    | `codec.CodecDecoder`  |
+|                    | (details.flavour) `layered.LayeredLmBackend`              |                       |
+| `onnxruntime-cuda` | not in this version (GPU issue)                           | not in this version   |
+| `tensorrt`         | not in this version (GPU issue)                           | not in this version   |
 
 A new backend is a `_core.Backend` subclass (Python, or C++ bound through csrc/) plus one entry in
 `_LM_BACKENDS`; the loop, the sampler and `Engine` do not change.
@@ -19,10 +20,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .. import _core
-from ..bundle import CODEC_GRAPH, LM_GRAPH, Bundle
+from ..bundle import CODEC_GRAPH, LM_GRAPH, Bundle, GraphEntry, ModelFacts
 from ..errors import BundleError, InputError
 from ..options import as_int
 
@@ -99,7 +101,14 @@ def _ort_lm(bundle: Bundle, runtime: RuntimeOptions) -> LmRunner:
     from .ort import OrtLmBackend, check_lm_graph, create_session
 
     model, tokens, _ = bundle.manifest.lm_parts()
-    path = bundle.path(bundle.graph(LM_GRAPH).path_name)
+    entry = bundle.graph(LM_GRAPH)
+    if entry.layered:
+        from .layered import LayeredLmBackend, open_layered
+
+        graphs = open_layered(bundle.root, entry.segments, model, tokens, runtime.threads, runtime.providers,
+                              bundle.root)
+        return LmRunner(bundle, runtime, LayeredLmBackend, graphs)
+    path = bundle.path(entry.path_name)
     session = create_session(path, runtime.threads, runtime.providers, bundle.root)
     check_lm_graph(session, model, tokens, f"{path.name} of bundle '{bundle.root}'")
     return LmRunner(bundle, runtime, OrtLmBackend, session)
@@ -124,6 +133,30 @@ def create_lm(bundle: Bundle, runtime: RuntimeOptions | None = None) -> LmRunner
     """The LM of `bundle` on the backend its manifest names."""
     runtime = runtime or RuntimeOptions()
     return _LM_BACKENDS[bundle.graph(LM_GRAPH).backend](bundle, runtime)
+
+
+def plain_lm(folder: Path, entry: GraphEntry, model: ModelFacts, threads: int | None = None) -> Any:
+    """The plainest driver of the LM graph(s) `entry` in `folder` (`step(ids)` -> last logits, `reset(batch)`):
+    `ort.GrowingPastLm` for a fused graph, `layered.LayeredLm` for a layered one. For the export check, drift
+    measurement, parity tests and benchmarks."""
+    from ..layout import LLASA_TOKENS
+
+    if entry.layered:
+        from .layered import LayeredLm, open_layered
+
+        return LayeredLm(open_layered(folder, entry.segments, model, LLASA_TOKENS, threads, None), model,
+                         LLASA_TOKENS.head_rows)
+    from .ort import GrowingPastLm
+
+    return GrowingPastLm(Path(folder) / entry.path_name, model, threads)
+
+
+def plain_lm_of(bundle: Bundle | str | Path, threads: int | None = None) -> Any:
+    """`plain_lm` of a bundle (an opened `Bundle`, or a folder opened with verify="fast")."""
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.open(bundle, verify="fast")
+    model, _, _ = bundle.manifest.lm_parts()
+    return plain_lm(bundle.root, bundle.graph(LM_GRAPH), model, threads)
 
 
 def create_codec(bundle: Bundle, runtime: RuntimeOptions | None = None) -> Any:

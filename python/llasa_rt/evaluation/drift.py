@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.ort import GrowingPastLm
+from ..backends import plain_lm_of
 from ..bundle import Bundle
 from ..errors import InputError
 from ..prompt import PromptBuilder
@@ -59,7 +59,7 @@ def measure_drift(reference: str | Path, candidate: str | Path, texts: list[str]
     if ref_b.manifest.prompt != cand_b.manifest.prompt or ref_b.manifest.tokens != cand_b.manifest.tokens:
         raise InputError("the two bundles render prompts differently; export both from the same checkpoint")
     builder = PromptBuilder.from_bundle(ref_b)
-    ref, cand = GrowingPastLm.from_bundle(ref_b, threads), GrowingPastLm.from_bundle(cand_b, threads)
+    ref, cand = plain_lm_of(ref_b, threads), plain_lm_of(cand_b, threads)
     texts = texts or default_prompts()
     tokens = builder.tokens
     head_ids = tokens.head_token_ids()
