@@ -75,7 +75,7 @@ def test_rows_read_the_shared_prompt_from_one_slot(name, tiny_bundle, hf_model):
         b, s = ids.shape
         buffers.input_ids[:b * s] = ids.reshape(-1)
         buffers.position_ids[:b * s] = np.tile(np.arange(past, past + s), b)
-        logits = buffers.logits[:b * tokens.head_rows].reshape(b, tokens.head_rows)
+        logits = buffers.logits.reshape(-1)[:b * tokens.head_rows].reshape(b, tokens.head_rows)
         backend.forward(buffers.input_ids[:b * s].reshape(b, s), past, logits)
         return logits.copy()
 

@@ -205,7 +205,7 @@ class LayeredLm:
         buf = self.buffers
         buf.input_ids[:b * s] = ids.reshape(-1)
         buf.position_ids[:b * s] = np.tile(np.arange(self.length, self.length + s, dtype=np.int64), b)
-        logits = buf.logits[:b * self.rows].reshape(b, self.rows)
+        logits = buf.logits.reshape(-1)[:b * self.rows].reshape(b, self.rows)
         self.backend.forward(buf.input_ids[:b * s].reshape(b, s), self.length, logits)
         self.length += s
         return logits.copy()
