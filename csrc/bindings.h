@@ -27,6 +27,7 @@ namespace py = pybind11;
 void BindErrors(py::module_ &m);                                 // errors.h
 void BindBuildInfo(py::module_ &m);                              // build_info.h
 void BindKvCache(py::module_ &m);                                // kv_cache.h
+void BindAttention(py::module_ &m);                              // attention.h
 void BindStepBuffers(py::module_ &m);                            // step_buffers.h
 void BindSamplingOptions(py::module_ &m);                        // sampling_options.h
 void BindSampler(py::module_ &testing);                          // sampler.h

@@ -12,6 +12,7 @@ PYBIND11_MODULE(_core, m) {
   BindErrors(m);
   BindBuildInfo(m);
   BindKvCache(m);
+  BindAttention(m);
   BindStepBuffers(m);
   BindSamplingOptions(m);
   BindSampler(testing);
