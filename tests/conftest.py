@@ -35,24 +35,6 @@ def tiny_checkpoint(tmp_path_factory):
     return get
 
 
-@pytest.fixture(scope="session", autouse=True)
-def attention_kernel():
-    """The layered LM's attention: `_core.Attention` once the C++ kernel is built in; until then its contract's
-    NumPy implementation (tests only: the package has no fallback)."""
-    from llasa_rt import _core
-
-    if hasattr(_core, "Attention"):
-        yield _core.Attention
-        return
-    from attention_reference import AttentionConfig, NumpyAttention
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(_core, "Attention", NumpyAttention, raising=False)
-    patch.setattr(_core, "AttentionConfig", AttentionConfig, raising=False)
-    yield NumpyAttention
-    patch.undo()
-
-
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_checkpoint, tmp_path_factory):
     """Returns a function (checkpoint name, precision, LM flavour, KV dtype) -> exported bundle folder (created
@@ -80,13 +62,24 @@ def tiny_codec(tmp_path_factory) -> Path:
     return make_tiny_xcodec2(tmp_path_factory.mktemp("xcodec2") / "tiny", "tiny", seed=0)
 
 
+def _full_bundle(flavour, tiny_checkpoint, tiny_codec, tmp_path_factory):
+    from llasa_rt.export.bundle_export import export_bundle
+
+    out = tmp_path_factory.mktemp(f"bundle-full-{flavour}") / "bundle"
+    return export_bundle(str(tiny_checkpoint("h64")), out, precision="fp32", codec=str(tiny_codec), log=lambda m: None,
+                         lm_flavour=flavour)
+
+
 @pytest.fixture(scope="session")
 def full_bundle(tiny_checkpoint, tiny_codec, tmp_path_factory):
     """A complete bundle (tiny LM with the Llasa-1B head layout, fp32 + tiny X-Codec2 decoder)."""
-    from llasa_rt.export.bundle_export import export_bundle
+    return _full_bundle("fused", tiny_checkpoint, tiny_codec, tmp_path_factory)
 
-    out = tmp_path_factory.mktemp("bundle-full") / "bundle"
-    return export_bundle(str(tiny_checkpoint("h64")), out, precision="fp32", codec=str(tiny_codec), log=lambda m: None)
+
+@pytest.fixture(scope="session")
+def layered_full_bundle(tiny_checkpoint, tiny_codec, tmp_path_factory):
+    """`full_bundle` with the layered LM (float16 KV, the layered default)."""
+    return _full_bundle("layered", tiny_checkpoint, tiny_codec, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
