@@ -4,16 +4,21 @@ On a random-weight bundle of the real Llasa-1B shape (bench/llasa_1b.py; int4 Ma
 head), each path runs in its own process, 2 threads, after a 60-token prompt:
 
 - llasa-rt: `Engine.generate_codes` (C++ loop, sampler, KV slots; ONNX Runtime through IOBinding on
-  shared buffers) with 1, 2, 4 and 8 candidates; aggregate tokens/s = candidates x steps/s;
+  shared buffers) with 1, 2, 4 and 8 candidates; aggregate tokens/s = candidates x steps/s; then 8
+  candidates after a 600-token prompt, measured over decode steps 300-400. Once per LM flavour (--flavours):
+  fused (one graph, GroupQueryAttention, fp32 KV) and layered (segment graphs around llasa-rt's attention
+  kernel: the prompt's KV read once for all candidates, float16 KV), with the layered/fused ratios;
 - onnxruntime-genai `og.Generator` on the same graph and weights (its logits get a sequence axis, which
   its runtime requires; it feeds the sampled row back as a token id, which changes no cost);
 - transformers fp32 `generate` on the source checkpoint (the official Llasa path), one stream.
 
 Prints tokens/s, ratios measured in this run, the time per step inside ONNX Runtime and outside it (the
-C++ core, the Python glue of the backend), and the two targets: one stream >= og.Generator, and
-8 candidates >= 5x one stream's aggregate tokens/s. Usage:
+C++ core, the Python glue of the backend; for the layered flavour "in ORT" is the whole step: segments and
+attention kernel), and the targets: one stream >= og.Generator, and 8 candidates >= 3.5x one stream's
+aggregate tokens/s. Usage:
 
-    python bench/runtime.py [--tokens 100] [--threads 2] [--skip-transformers]
+    python bench/runtime.py [--tokens 100] [--threads 2] [--skip-transformers] [--flavours fused,layered]
+                            [--skip-long]
 """
 
 from __future__ import annotations
