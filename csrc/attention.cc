@@ -13,7 +13,7 @@ namespace python {
 
 namespace {
 
-// `array` as T* after checking dtype, C order and shape (-1 = any); `what` names it in errors.
+// `array` as T* after checking dtype, shape and C order (-1 = any); `what` names it in errors.
 template <typename T>
 T *Checked(const py::array &array, const char *what, const std::vector<py::ssize_t> &shape, bool writable,
            const char *dtype_name) {
@@ -21,10 +21,6 @@ T *Checked(const py::array &array, const char *what, const std::vector<py::ssize
     throw std::invalid_argument(std::string("Attention.run: ") + what + " has dtype " +
                                 std::string(py::str(array.dtype())) + "; pass a C-contiguous " + dtype_name +
                                 " array (np.ascontiguousarray(x, dtype=np." + dtype_name + "))");
-  }
-  if (!(array.flags() & py::array::c_style)) {
-    throw std::invalid_argument(std::string("Attention.run: ") + what +
-                                " is not C-contiguous; pass np.ascontiguousarray(x)");
   }
   std::string expected = "[";
   bool ok = array.ndim() == static_cast<py::ssize_t>(shape.size());
@@ -36,8 +32,13 @@ T *Checked(const py::array &array, const char *what, const std::vector<py::ssize
   if (!ok) {
     std::string got = "[";
     for (py::ssize_t i = 0; i < array.ndim(); ++i) got += (i ? ", " : "") + std::to_string(array.shape(i));
+    got += "]";
     throw std::invalid_argument(std::string("Attention.run: ") + what + " has shape " + got + ", expected " +
                                 expected);
+  }
+  if (!(array.flags() & py::array::c_style)) {
+    throw std::invalid_argument(std::string("Attention.run: ") + what +
+                                " is not C-contiguous; pass np.ascontiguousarray(x)");
   }
   if (writable && !array.writeable()) {
     throw std::invalid_argument(std::string("Attention.run: ") + what + " is read-only; pass a writable array");
@@ -67,7 +68,7 @@ void BindAttention(py::module_ &m) {
       .def_property_readonly("config", &Attention::config, py::return_value_policy::copy,
                              "The AttentionConfig it was made with (a copy).")
       .def_property_readonly("kernel", &Attention::kernel,
-                             "The kernel picked for this CPU: 'avx2' or 'scalar'.")
+                             "The kernel picked for this CPU: 'avx512', 'avx2' or 'scalar'.")
       .def(
           "run",
           [](Attention &self, int layer, const py::array &q, const py::array &k, const py::array &v,

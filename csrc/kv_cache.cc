@@ -50,7 +50,10 @@ void BindKvCache(py::module_ &m) {
           [](py::object self, int layer) { return LayerView(self, self.cast<const KvCache &>().Value(layer)); },
           py::arg("layer"), "Value buffer of `layer`: a writable NumPy view, no copy.")
       .def("copy_slot", &KvCache::CopySlot, py::arg("src"), py::arg("dst"), py::arg("length"),
-           "Copies positions [0, length) of slot `src` over slot `dst`, all layers; IndexError if out of range.");
+           "Copies positions [0, length) of slot `src` over slot `dst`, all layers; IndexError if out of range.")
+      .def("copy_slot_range", &KvCache::CopySlotRange, py::arg("src"), py::arg("dst"), py::arg("begin"),
+           py::arg("end"),
+           "Copies positions [begin, end) of slot `src` over slot `dst`, all layers; IndexError if out of range.");
 }
 
 }  // namespace python

@@ -25,7 +25,11 @@ struct Kernel {
 Kernel PickKernel(int head_dim) {
 #ifdef LLASA_RT_ATTENTION_X86
   __builtin_cpu_init();
-  if (head_dim % 8 == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  if (head_dim % 16 == 0 && avx2 && __builtin_cpu_supports("avx512f")) {
+    return {"avx512", attention::ChunkAvx512, attention::ToHalfAvx2};
+  }
+  if (head_dim % 8 == 0 && avx2) {
     return {"avx2", attention::ChunkAvx2, attention::ToHalfAvx2};
   }
 #else

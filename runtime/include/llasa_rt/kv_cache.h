@@ -52,6 +52,9 @@ class KvCache {
   // Copies positions [0, length) of slot `src` to slot `dst` in every layer, K and V, every head.
   // Positions >= length of `dst` are left as they are. Throws std::out_of_range on a bad slot/length.
   void CopySlot(int src, int dst, int length);
+  // Copies positions [begin, end) of slot `src` to slot `dst` in every layer, K and V, every head (a fork that
+  // shares the prompt prefix copies only its own suffix). Throws std::out_of_range on a bad slot/range.
+  void CopySlotRange(int src, int dst, int begin, int end);
 
  private:
   KvCacheConfig config_;
