@@ -73,8 +73,9 @@ def test_rows_read_the_shared_prompt_from_one_slot(name, tiny_bundle, hf_model):
 
 
 def test_greedy_codes_of_layered_and_fused_bundles_are_equal(tiny_bundle):
-    """The Engine on a layered bundle (float32 and float16 KV): greedy codes of 3 candidates equal the fused
-    graph's; seeded sampling is batch independent as on the fused graph."""
+    """The Engine on a layered bundle (float32 and float16 KV): greedy codes of 3 candidates, which read the prompt's
+    KV from one slot (contract (2)), equal the fused graph's; seeded sampling is batch independent as on the fused
+    graph."""
     fused = llasa_rt.Engine(tiny_bundle("h64", "fp32"), threads=2)
     text = "Layered and fused graphs speak alike."
     greedy = dict(temperature=0.0, max_new_tokens=40, min_new_tokens=40, num_candidates=3)
@@ -83,6 +84,11 @@ def test_greedy_codes_of_layered_and_fused_bundles_are_equal(tiny_bundle):
         layered = llasa_rt.Engine(tiny_bundle("h64", "fp32", "layered", kv), threads=2)
         got = layered.generate_codes(text, **greedy)
         assert [c.codes.tolist() for c in got.candidates] == [c.codes.tolist() for c in want.candidates], kv
+        # the forks read the prompt from slot 0: it was never copied into slots 1 and 2 (fresh, zero-filled)
+        prompt_len = len(got.prompt_ids)
+        keys = layered.lm.backend.cache.key(0)
+        assert keys[0, :, :prompt_len].any() and not keys[1:3, :, :prompt_len].any()
+        assert layered.lm.backend.prefix == (-1, 0)  # sharing ended with the generation
     kw = dict(temperature=0.9, top_p=0.95, max_new_tokens=40, seed=7)
     one = layered.generate_codes(text, num_candidates=1, **kw)
     four = layered.generate_codes(text, num_candidates=4, **kw)
