@@ -57,7 +57,7 @@ using ToHalfFn = void (*)(const float *src, uint16_t *dst, size_t n);
 
 void ChunkScalar(const Problem &problem, int kv_head, int r0, int r1, const Scratch &scratch);
 void ToHalfScalar(const float *src, uint16_t *dst, size_t n);
-#ifdef LLASA_RT_ATTENTION_X86  // Set by CMakeLists.txt when it compiles attention_avx2.cc.
+#ifdef LLASA_RT_ATTENTION_X86  // Set by CMakeLists.txt when it compiles attention_avx2.cc and attention_avx512.cc.
 void ChunkAvx2(const Problem &problem, int kv_head, int r0, int r1, const Scratch &scratch);
 void ToHalfAvx2(const float *src, uint16_t *dst, size_t n);
 void ChunkAvx512(const Problem &problem, int kv_head, int r0, int r1, const Scratch &scratch);
