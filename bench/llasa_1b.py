@@ -22,15 +22,17 @@ def checkpoint(out: Path = OUT) -> Path:
     return ckpt
 
 
-def bundle(precision: str, out: Path = OUT) -> Path:
-    """bench/out/llasa-1b-random-<precision>: the exported LM bundle (no codec)."""
+def bundle(precision: str, out: Path = OUT, flavour: str = "fused") -> Path:
+    """bench/out/llasa-1b-random-<precision>[-layered]: the exported LM bundle (no codec) of that LM flavour
+    (layered: float16 KV, the export default)."""
     from llasa_rt.export.bundle_export import export_bundle
 
-    b = out / f"llasa-1b-random-{precision}"
+    b = out / (f"llasa-1b-random-{precision}" + ("" if flavour == "fused" else f"-{flavour}"))
     if not (b / "manifest.json").is_file():
         t0 = time.perf_counter()
-        export_bundle(str(checkpoint(out)), b, precision=precision, overwrite=True, verify=False, log=lambda m: None)
-        print(f"exported {precision} in {time.perf_counter() - t0:.0f} s", flush=True)
+        export_bundle(str(checkpoint(out)), b, precision=precision, overwrite=True, verify=False, log=lambda m: None,
+                      lm_flavour=flavour)
+        print(f"exported {precision} {flavour} in {time.perf_counter() - t0:.0f} s", flush=True)
     return b
 
 

@@ -16,7 +16,9 @@ import numpy as np
 
 from llasa_rt._version import __version__
 from llasa_rt.bundle import (
+    LM_FUSED,
     LM_GRAPH,
+    LM_LAYERED,
     LM_PORTABLE_GRAPH,
     PORTABLE_FLAVOUR,
     AudioFacts,
@@ -53,13 +55,13 @@ def _log(msg: str) -> None:
     print(f"[llasa-rt export] {msg}", file=sys.stderr, flush=True)
 
 
-def smoke_test(onnx_path: Path, facts: ModelFacts, portable: bool = False) -> None:
-    """Opens the exported LM in ONNX Runtime and runs a 3-token prefill and one decode step."""
-    from llasa_rt.backends.ort import GrowingPastLm
-    from llasa_rt.backends.portable import PortableLm
+def smoke_test(folder: Path, entry: GraphEntry, facts: ModelFacts) -> None:
+    """Opens the exported LM (in `folder`, as `entry` describes it) in ONNX Runtime and runs a 3-token prefill
+    and one decode step."""
+    from llasa_rt.backends import plain_lm
 
     tokens = LLASA_TOKENS
-    lm = PortableLm(onnx_path, facts) if portable else GrowingPastLm(onnx_path, facts)
+    lm = plain_lm(folder, entry, facts)
     ids = np.array([[128000, 128006, 128007]], np.int64)  # <|begin_of_text|><|start_header_id|><|end_header_id|>
     for _ in range(2):
         logits = lm.step(ids)
@@ -84,6 +86,8 @@ def export_bundle(
     head_bits: int | None = None,
     accuracy_level: int | None = None,
     target: str = "ort",
+    lm_flavour: str = "fused",
+    kv_dtype: str | None = None,
 ) -> Path:
     """Exports a Llasa checkpoint (and optionally its X-Codec2 decoder) to a bundle folder.
 
@@ -100,8 +104,11 @@ def export_bundle(
         block_size: int8/int4 quantisation block (input features per scale); default LmExportOptions'.
         head_bits: int4 graphs: 8 (default) or 4 bits for the output head.
         accuracy_level: int8/int4 MatMulNBits compute: 4 = int8 activations (default), 0 = fp32.
-        target: "ort" (lm.onnx, ONNX Runtime's fused operators), "portable" (lm.portable.onnx, standard operators
-            for TensorRT and other ONNX runtimes; fp32 or fp16) or "both".
+        target: "ort" (the ONNX Runtime CPU LM: lm.onnx, or the layered segments), "portable" (lm.portable.onnx,
+            standard operators for TensorRT and other ONNX runtimes; fp32 or fp16) or "both".
+        lm_flavour: the ONNX Runtime LM: "fused" (one graph, GroupQueryAttention) or "layered" (one segment graph
+            per layer around llasa-rt's attention kernel, which shares the prompt's KV between candidates).
+        kv_dtype: layered: "float16" (default) or "float32"; fused: must be the activation dtype (or None).
 
     Returns:
         The bundle folder.
@@ -117,7 +124,7 @@ def export_bundle(
     codec_precision = codec_precision or ("fp16" if precision == "fp16" else "fp32")
     if codec_precision not in ("fp32", "fp16"):
         raise BundleError(f"unknown codec precision {codec_precision!r}; choose fp32 or fp16")
-    options = LmExportOptions(precision=precision, max_context=max_context)
+    options = LmExportOptions(precision=precision, max_context=max_context, flavour=lm_flavour, kv_dtype=kv_dtype)
     if block_size is not None:
         options.block_size = block_size
     if head_bits is not None:
@@ -142,34 +149,44 @@ def export_bundle(
         t0 = time.time()
         graphs: dict[str, GraphEntry] = {}
         if target != "portable":
-            log(f"building lm.onnx ({precision}) from {source.id}")
-            facts = LlamaGraphBuilder(ckpt, options, log).build(tmp / "lm.onnx")
-            log(f"lm.onnx written in {time.time() - t0:.1f} s")
+            quantised = precision in ("int8", "int4")
+            details = {
+                "block_size": options.block_size if quantised else None,
+                "head_bits": (options.head_bits if precision == "int4" else 8) if quantised else None,
+                "accuracy_level": options.accuracy_level if quantised else None,
+            }
+            builder = LlamaGraphBuilder(ckpt, options, log)
+            if lm_flavour == "layered":
+                log(f"building the layered LM ({precision}, KV {options.kv_dtype or 'float16'}) from {source.id}")
+                facts, files = builder.build_layered(tmp)
+                details = {"flavour": LM_LAYERED, "attention": "llasa_rt._core.Attention", "segments": files[:-1],
+                           **details}
+            else:
+                log(f"building lm.onnx ({precision}) from {source.id}")
+                facts, files = builder.build(tmp / "lm.onnx"), ["lm.onnx", "lm.onnx.data"]
+                details = {"flavour": LM_FUSED, "attention": "com.microsoft.GroupQueryAttention",
+                           "kv_shared_buffer": True, **details}
+            log(f"LM written in {time.time() - t0:.1f} s")
+            graphs[LM_GRAPH] = GraphEntry(files=hash_files(tmp, files), backend="onnxruntime", precision=precision,
+                                          opset=21, details=details)
             if verify:
-                log("checking lm.onnx in ONNX Runtime")
-                smoke_test(tmp / "lm.onnx", facts)
-            graphs[LM_GRAPH] = GraphEntry(
-                files=hash_files(tmp, ["lm.onnx", "lm.onnx.data"]), backend="onnxruntime", precision=precision,
-                opset=21, details={
-                    "flavour": "ort-cpu", "attention": "com.microsoft.GroupQueryAttention", "kv_shared_buffer": True,
-                    "block_size": options.block_size if precision in ("int8", "int4") else None,
-                    "head_bits": (options.head_bits if precision == "int4" else 8) if precision in ("int8", "int4")
-                    else None,
-                    "accuracy_level": options.accuracy_level if precision in ("int8", "int4") else None,
-                })
+                log("checking the LM in ONNX Runtime")
+                smoke_test(tmp, graphs[LM_GRAPH], facts)
         if target != "ort":
             log(f"building {PORTABLE_FILE} ({precision}) from {source.id}")
-            facts = PortableGraphBuilder(ckpt, PortableExportOptions(precision=precision, max_context=max_context),
-                                         log).build(tmp / PORTABLE_FILE)
+            portable = PortableGraphBuilder(ckpt, PortableExportOptions(precision=precision, max_context=max_context),
+                                            log).build(tmp / PORTABLE_FILE)
             log(f"{PORTABLE_FILE} written in {time.time() - t0:.1f} s")
-            if verify:
-                log(f"checking {PORTABLE_FILE} in ONNX Runtime")
-                smoke_test(tmp / PORTABLE_FILE, facts, portable=True)
             graphs[LM_PORTABLE_GRAPH] = GraphEntry(
                 files=hash_files(tmp, [PORTABLE_FILE, PORTABLE_FILE + ".data"]), backend="onnxruntime",
                 precision=precision, opset=PORTABLE_OPSET, details={
                     "flavour": PORTABLE_FLAVOUR, "attention": "standard operators (grouped queries)",
-                    "kv_dtype": facts.kv_dtype, "kv_capacity": max_context, "present": "new positions only"})
+                    "kv_dtype": portable.kv_dtype, "kv_capacity": max_context, "present": "new positions only"})
+            if verify:
+                log(f"checking {PORTABLE_FILE} in ONNX Runtime")
+                smoke_test(tmp, graphs[LM_PORTABLE_GRAPH], portable)
+            if target == "portable":
+                facts = portable  # the manifest's model facts: those of the ONNX Runtime LM when there is one
         shutil.copyfile(ckpt.path / "tokenizer.json", tmp / "tokenizer.json")
         prompt = render_prompt(ckpt.path, date)
 

@@ -1,4 +1,4 @@
-"""Llasa's Llama decoder as one KV-cached ONNX graph for ONNX Runtime (CPU flavour).
+"""Llasa's Llama decoder as KV-cached ONNX graph(s) for ONNX Runtime (CPU): fused or layered.
 
 Graph contract (names follow onnxruntime-genai so its tools can run our graphs):
 
@@ -19,6 +19,18 @@ Per layer (diagram of the subgraph):
                                                                                                Skip-
     residual' ◀─ SkipSimplifiedLayerNorm(o, residual) ─ MatMul(gate|up) ─ Split ─ SiLU·up ─ MatMul(down)
 
+Layered flavour (`build_layered`): the same decoder cut at attention into L + 1 graphs that share one
+external data file, with attention run between them by llasa-rt's C++ kernel (`_core.Attention`), which can
+read one prompt's KV for every candidate and store KV as float16 whatever the activations are:
+
+    segment 0      input_ids, position_ids -> embedding, layer 0 input norm, qkv, rotary -> query, key, value, residual
+    segment i      attention (layer i-1), residual_in, position_ids -> o_proj, norm, MLP, layer i input norm, qkv,
+                   rotary -> query, key, value, residual                                    (i = 1 .. L-1)
+    segment L      attention (layer L-1), residual_in -> o_proj, norm, MLP, final norm, last position, head -> logits
+
+query/key/value/attention are float32 [batch, seq, heads * head_dim] (rotary applied with the same cos/sin
+tables as GroupQueryAttention's); residual (and residual_in, the previous segment's) is in the activation dtype.
+
 The head keeps only the 65,537 rows Llasa can legally emit and runs on the last position only.
 MatMuls are plain (fp32 / fp16) or MatMulNBits (int8 / int4, block-wise weight-only, int8 activations).
 """
@@ -36,10 +48,12 @@ from llasa_rt.bundle import ModelFacts
 from llasa_rt.layout import LLASA_TOKENS, LmIo
 
 from .checkpoint import LlasaCheckpoint, WeightReader
-from .onnx_writer import GraphWriter
+from .onnx_writer import ExternalData, GraphWriter
 from .quantize import quantize_blockwise
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
+LM_FLAVOURS = ("fused", "layered")  # one graph with GroupQueryAttention / segments around llasa-rt's kernel
+KV_DTYPES = ("float32", "float16")
 
 
 @dataclass
@@ -52,8 +66,18 @@ class LmExportOptions:
     head_bits: int = 8  # int4 graphs: bits of the output head (8 keeps logits closer to fp32)
     embed_bits: int = 8  # int8/int4 graphs: bits of the token embedding table (GatherBlockQuantized)
     accuracy_level: int = 4  # MatMulNBits compute: 4 = int8 activations (fast on VNNI/AMX), 0 = fp32
+    flavour: str = "fused"  # "fused" (one graph) or "layered" (segments + llasa-rt's attention kernel)
+    kv_dtype: str | None = None  # layered: "float16" (default) or "float32"; fused: the activation dtype
 
     def validate(self) -> None:
+        if self.flavour not in LM_FLAVOURS:
+            raise ValueError(f"lm flavour must be one of {', '.join(LM_FLAVOURS)}, not {self.flavour!r}")
+        if self.kv_dtype is not None and self.kv_dtype not in KV_DTYPES:
+            raise ValueError(f"kv dtype must be one of {', '.join(KV_DTYPES)}, not {self.kv_dtype!r}")
+        fused_kv = "float16" if self.precision == "fp16" else "float32"
+        if self.flavour == "fused" and self.kv_dtype not in (None, fused_kv):
+            raise ValueError(f"the fused {self.precision} graph stores KV as {fused_kv} (GroupQueryAttention keeps "
+                             "it in the activation dtype); use --lm-flavour layered for another KV dtype")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if not 16 <= self.max_context <= 131072:
@@ -110,6 +134,7 @@ class LlamaGraphBuilder:
         self.act_type = TensorProto.FLOAT16 if self.fp16 else TensorProto.FLOAT
         self.bits = {"int8": 8, "int4": 4}.get(options.precision)
         self.embed_block = 0
+        self.vocab = self.inter = 0  # read from the weights while building
 
     # ---- weights ---------------------------------------------------------------------------------
     def _linear(self, g: GraphWriter, x: str, weight: np.ndarray, name: str, bits: int | None = None) -> str:
@@ -129,9 +154,103 @@ class LlamaGraphBuilder:
     def _norm_weight(self, g: GraphWriter, w: WeightReader, key: str) -> str:
         return g.initializer(key, w.get(key).astype(self.act, copy=False))
 
-    # ---- graph -----------------------------------------------------------------------------------
+    # ---- pieces shared by both flavours -------------------------------------------------------------
+    def _embedding(self, g: GraphWriter, w: WeightReader, input_ids: str) -> str:
+        """Token embeddings (int8/int4 graphs: block-quantised table, dequantised on gather)."""
+        emb_key = "model.embed_tokens.weight"
+        table = w.get(emb_key)
+        self.vocab = table.shape[0]
+        if self.bits is None:
+            t = g.initializer(emb_key, table.astype(self.act, copy=False))
+            return g.node("Gather", [t, input_ids], "/model/embed_tokens/Gather", axis=0)[0]
+        # GatherBlockQuantized needs whole blocks: the largest power of two <= block_size dividing hidden.
+        block = self.opt.block_size
+        while self.hidden % block:
+            block //= 2
+        q = quantize_blockwise(table, self.opt.embed_bits, block)
+        d = g.initializer(f"{emb_key}.q{self.opt.embed_bits}", q.data.reshape(self.vocab, -1))
+        s = g.initializer(f"{emb_key}.scales", q.scales.astype(np.float32))
+        z = g.initializer(f"{emb_key}.zero_points", q.zero_points)
+        self.embed_block = block
+        return g.node("GatherBlockQuantized", [d, input_ids, s, z], "/model/embed_tokens/GatherBlockQuantized",
+                      domain="com.microsoft", bits=self.opt.embed_bits, block_size=block,
+                      gather_axis=0, quantize_axis=1)[0]
+
+    def _rotary_tables(self, g: GraphWriter) -> tuple[str, str]:
+        cos, sin = rotary_cache(self.ckpt.config, self.head_dim, self.opt.max_context)
+        return (g.initializer("cos_cache", cos.astype(self.act), shared=True),
+                g.initializer("sin_cache", sin.astype(self.act), shared=True))
+
+    def _input_norm(self, g: GraphWriter, w: WeightReader, i: int, residual: str,
+                    pending: str | None) -> tuple[str, str]:
+        """Layer i's input RMSNorm (adding the previous layer's branch output `pending` to the residual first);
+        returns (normalised, residual)."""
+        ln = self._norm_weight(g, w, f"model.layers.{i}.input_layernorm.weight")
+        name = f"/model/layers.{i}/input_layernorm"
+        if pending is None:
+            h = g.node("SimplifiedLayerNormalization", [residual, ln], f"{name}/LayerNorm",
+                       axis=-1, epsilon=self.eps, stash_type=1)[0]
+            return h, residual
+        outs = g.node("SkipSimplifiedLayerNormalization", [pending, residual, ln], f"{name}/SkipLayerNorm",
+                      num_outputs=4, unused=(1, 2), domain="com.microsoft", epsilon=self.eps)
+        return outs[0], outs[3]
+
+    def _qkv(self, g: GraphWriter, w: WeightReader, i: int, h: str) -> str:
+        """Layer i's fused q|k|v projection [batch, seq, (heads + 2 kv_heads) * head_dim]."""
+        p = f"model.layers.{i}.self_attn."
+        qkv_w = np.concatenate([w.get(p + "q_proj.weight"), w.get(p + "k_proj.weight"), w.get(p + "v_proj.weight")],
+                               axis=0)
+        return self._linear(g, h, qkv_w, f"/model/layers.{i}/attn/qkv_proj")
+
+    def _o_proj_and_mlp(self, g: GraphWriter, w: WeightReader, i: int, attn: str,
+                        residual: str) -> tuple[str, str]:
+        """Layer i after attention: o_proj, post-attention norm (adding o to the residual), MLP; returns
+        (MLP output not yet added to the residual, residual)."""
+        p = f"model.layers.{i}."
+        name = f"/model/layers.{i}"
+        o = self._linear(g, attn, w.get(p + "self_attn.o_proj.weight"), f"{name}/attn/o_proj")
+        ln2 = self._norm_weight(g, w, p + "post_attention_layernorm.weight")
+        outs = g.node("SkipSimplifiedLayerNormalization", [o, residual, ln2],
+                      f"{name}/post_attention_layernorm/SkipLayerNorm", num_outputs=4, unused=(1, 2),
+                      domain="com.microsoft", epsilon=self.eps)
+        h, residual = outs[0], outs[3]
+        gate_up_w = np.concatenate([w.get(p + "mlp.gate_proj.weight"), w.get(p + "mlp.up_proj.weight")], axis=0)
+        self.inter = gate_up_w.shape[0] // 2
+        gate_up = self._linear(g, h, gate_up_w, f"{name}/mlp/gate_up_proj")
+        del gate_up_w
+        gate, up = g.node("Split", [gate_up, g.constant([self.inter, self.inter])], f"{name}/mlp/Split",
+                          num_outputs=2, axis=-1)
+        sig = g.node("Sigmoid", [gate], f"{name}/mlp/act_fn/Sigmoid")[0]
+        act = g.node("Mul", [gate, sig], f"{name}/mlp/act_fn/Mul")[0]
+        prod = g.node("Mul", [act, up], f"{name}/mlp/Mul")[0]
+        return self._linear(g, prod, w.get(p + "mlp.down_proj.weight"), f"{name}/mlp/down_proj"), residual
+
+    def _head(self, g: GraphWriter, w: WeightReader, pending: str, residual: str) -> None:
+        """Final norm, last position, the 65,537-row head -> the graph output `logits` (float32)."""
+        norm = self._norm_weight(g, w, "model.norm.weight")
+        h = g.node("SkipSimplifiedLayerNormalization", [pending, residual, norm], "/model/norm/SkipLayerNorm",
+                   num_outputs=1, domain="com.microsoft", epsilon=self.eps)[0]
+        last = g.node("Gather", [h, g.constant(-1)], "/lm_head/last_position/Gather", axis=1)[0]
+        head_key = "model.embed_tokens.weight" if self.ckpt.tied else "lm_head.weight"
+        head_w = w.get_rows(head_key, LLASA_TOKENS.head_token_ids())
+        head_bits = None if self.bits is None else (self.opt.head_bits if self.bits == 4 else 8)
+        logits = self._linear(g, last, head_w, "/lm_head", bits=head_bits)
+        if self.fp16:
+            logits = g.node("Cast", [logits], "/lm_head/Cast", to=TensorProto.FLOAT)[0]
+        g.rename_output(logits, LmIo.LOGITS)
+        g.add_output(LmIo.LOGITS, TensorProto.FLOAT, ["batch_size", LLASA_TOKENS.head_rows])
+
+    def _facts(self, kv_dtype: str) -> ModelFacts:
+        return ModelFacts(
+            num_layers=self.layers, hidden_size=self.hidden, num_attention_heads=self.heads,
+            num_kv_heads=self.kv_heads, head_dim=self.head_dim, intermediate_size=self.inter, vocab_size=self.vocab,
+            max_context=self.opt.max_context, kv_dtype=kv_dtype, rms_norm_eps=self.eps,
+            tied_embeddings=self.ckpt.tied, embed_block_size=self.embed_block if self.bits is not None else None,
+        )
+
+    # ---- fused flavour: one graph, attention by GroupQueryAttention ------------------------------------
     def build(self, onnx_path: Path) -> ModelFacts:
-        """Writes the graph; returns facts for the manifest."""
+        """Writes the fused graph; returns facts for the manifest."""
         g = GraphWriter(onnx_path)
         try:
             facts = self._build(g)
@@ -156,98 +275,77 @@ class LlamaGraphBuilder:
         shape = g.node("Shape", [mask], "/model/attn_mask_reformat/Shape")[0]
         total = g.node("Gather", [shape, g.constant(1)], "/model/attn_mask_reformat/Gather", axis=0)[0]
         total = g.node("Cast", [total], "/model/attn_mask_reformat/total_seq_len/Cast", to=TensorProto.INT32)[0]
+        cos_name, sin_name = self._rotary_tables(g)
 
-        cos, sin = rotary_cache(self.ckpt.config, D, self.opt.max_context)
-        cos_name = g.initializer("cos_cache", cos.astype(self.act))
-        sin_name = g.initializer("sin_cache", sin.astype(self.act))
-
-        # Token embeddings (int8/int4 graphs: block-quantised table, dequantised on gather).
-        emb_key = "model.embed_tokens.weight"
-        table = w.get(emb_key)
-        vocab = table.shape[0]
-        if self.bits is None:
-            t = g.initializer(emb_key, table.astype(self.act, copy=False))
-            x = g.node("Gather", [t, input_ids], "/model/embed_tokens/Gather", axis=0)[0]
-        else:
-            # GatherBlockQuantized needs whole blocks: the largest power of two <= block_size dividing hidden.
-            block = self.opt.block_size
-            while self.hidden % block:
-                block //= 2
-            q = quantize_blockwise(table, self.opt.embed_bits, block)
-            d = g.initializer(f"{emb_key}.q{self.opt.embed_bits}", q.data.reshape(vocab, -1))
-            s = g.initializer(f"{emb_key}.scales", q.scales.astype(np.float32))
-            z = g.initializer(f"{emb_key}.zero_points", q.zero_points)
-            x = g.node("GatherBlockQuantized", [d, input_ids, s, z], "/model/embed_tokens/GatherBlockQuantized",
-                       domain="com.microsoft", bits=self.opt.embed_bits, block_size=block,
-                       gather_axis=0, quantize_axis=1)[0]
-            self.embed_block = block
-        del table
-
-        residual, pending = x, None  # `pending`: the branch output not yet added to the residual
+        residual, pending = self._embedding(g, w, input_ids), None
         for i in range(self.layers):
             self.log(f"layer {i + 1}/{self.layers}")
-            p = f"model.layers.{i}."
-            name = f"/model/layers.{i}"
-            ln = self._norm_weight(g, w, p + "input_layernorm.weight")
-            if pending is None:
-                h = g.node("SimplifiedLayerNormalization", [residual, ln], f"{name}/input_layernorm/LayerNorm",
-                           axis=-1, epsilon=self.eps, stash_type=1)[0]
-            else:
-                outs = g.node("SkipSimplifiedLayerNormalization", [pending, residual, ln],
-                              f"{name}/input_layernorm/SkipLayerNorm", num_outputs=4, unused=(1, 2),
-                              domain="com.microsoft", epsilon=self.eps)
-                h, residual = outs[0], outs[3]
-
-            qkv_w = np.concatenate([w.get(p + "self_attn.q_proj.weight"), w.get(p + "self_attn.k_proj.weight"),
-                                    w.get(p + "self_attn.v_proj.weight")], axis=0)
-            qkv = self._linear(g, h, qkv_w, f"{name}/attn/qkv_proj")
-            del qkv_w
-            past_k = g.add_input(LmIo.past(i, "key"), kv_type,
-                                 ["batch_size", Hkv, "past_sequence_length", D])
-            past_v = g.add_input(LmIo.past(i, "value"), kv_type,
-                                 ["batch_size", Hkv, "past_sequence_length", D])
+            h, residual = self._input_norm(g, w, i, residual, pending)
+            qkv = self._qkv(g, w, i, h)
+            past_k = g.add_input(LmIo.past(i, "key"), kv_type, ["batch_size", Hkv, "past_sequence_length", D])
+            past_v = g.add_input(LmIo.past(i, "value"), kv_type, ["batch_size", Hkv, "past_sequence_length", D])
             attn, pk, pv = g.node(
                 "GroupQueryAttention",
                 [qkv, "", "", past_k, past_v, seqlens_k, total, cos_name, sin_name, position_ids],
-                f"{name}/attn/GroupQueryAttention", num_outputs=3, domain="com.microsoft",
+                f"/model/layers.{i}/attn/GroupQueryAttention", num_outputs=3, domain="com.microsoft",
                 num_heads=self.heads, kv_num_heads=Hkv, scale=float(1.0 / np.sqrt(D)), do_rotary=1,
                 rotary_interleaved=0)
             for produced, out in ((pk, LmIo.present(i, "key")), (pv, LmIo.present(i, "value"))):
                 g.rename_output(produced, out)
                 g.add_output(out, kv_type, ["batch_size", Hkv, "total_sequence_length", D])
-            o = self._linear(g, attn, w.get(p + "self_attn.o_proj.weight"), f"{name}/attn/o_proj")
+            pending, residual = self._o_proj_and_mlp(g, w, i, attn, residual)
+        self._head(g, w, pending, residual)
+        return self._facts("float16" if self.fp16 else "float32")
 
-            ln2 = self._norm_weight(g, w, p + "post_attention_layernorm.weight")
-            outs = g.node("SkipSimplifiedLayerNormalization", [o, residual, ln2],
-                          f"{name}/post_attention_layernorm/SkipLayerNorm", num_outputs=4, unused=(1, 2),
-                          domain="com.microsoft", epsilon=self.eps)
-            h, residual = outs[0], outs[3]
-            gate_up_w = np.concatenate([w.get(p + "mlp.gate_proj.weight"), w.get(p + "mlp.up_proj.weight")], axis=0)
-            inter = gate_up_w.shape[0] // 2
-            gate_up = self._linear(g, h, gate_up_w, f"{name}/mlp/gate_up_proj")
-            del gate_up_w
-            gate, up = g.node("Split", [gate_up, g.constant([inter, inter])], f"{name}/mlp/Split", num_outputs=2,
-                              axis=-1)
-            sig = g.node("Sigmoid", [gate], f"{name}/mlp/act_fn/Sigmoid")[0]
-            act = g.node("Mul", [gate, sig], f"{name}/mlp/act_fn/Mul")[0]
-            prod = g.node("Mul", [act, up], f"{name}/mlp/Mul")[0]
-            pending = self._linear(g, prod, w.get(p + "mlp.down_proj.weight"), f"{name}/mlp/down_proj")
+    # ---- layered flavour: L + 1 segment graphs, attention in between by llasa_rt's kernel -------------
+    def build_layered(self, folder: Path) -> tuple[ModelFacts, list[str]]:
+        """Writes the segments `LmIo.segment_file(0..L)` and their shared data file into `folder`; returns the
+        facts and the file names (segments in order, then the data file)."""
+        data = ExternalData(Path(folder) / LmIo.LAYERED_DATA)
+        w = WeightReader(self.ckpt.weight_files)
+        try:
+            for index in range(self.layers + 1):
+                self.log(f"segment {index}/{self.layers}")
+                g = GraphWriter(Path(folder) / LmIo.segment_file(index), data=data)
+                self._segment(g, w, index)
+                g.save(f"llasa_lm_segment_{index}", {"llasa_rt.graph": "lm", "llasa_rt.segment": str(index),
+                                                     "llasa_rt.precision": self.opt.precision})
+        finally:
+            data.close()
+        files = [LmIo.segment_file(i) for i in range(self.layers + 1)] + [LmIo.LAYERED_DATA]
+        return self._facts(self.opt.kv_dtype or "float16"), files
 
-        norm = self._norm_weight(g, w, "model.norm.weight")
-        h = g.node("SkipSimplifiedLayerNormalization", [pending, residual, norm], "/model/norm/SkipLayerNorm",
-                   num_outputs=1, domain="com.microsoft", epsilon=self.eps)[0]
-        last = g.node("Gather", [h, g.constant(-1)], "/lm_head/last_position/Gather", axis=1)[0]
-        head_key = "model.embed_tokens.weight" if self.ckpt.tied else "lm_head.weight"
-        head_w = w.get_rows(head_key, LLASA_TOKENS.head_token_ids())
-        head_bits = None if self.bits is None else (self.opt.head_bits if self.bits == 4 else 8)
-        logits = self._linear(g, last, head_w, "/lm_head", bits=head_bits)
-        if self.fp16:
-            logits = g.node("Cast", [logits], "/lm_head/Cast", to=TensorProto.FLOAT)[0]
-        g.rename_output(logits, LmIo.LOGITS)
-        g.add_output(LmIo.LOGITS, TensorProto.FLOAT, ["batch_size", LLASA_TOKENS.head_rows])
-        return ModelFacts(
-            num_layers=self.layers, hidden_size=self.hidden, num_attention_heads=self.heads, num_kv_heads=Hkv,
-            head_dim=D, intermediate_size=inter, vocab_size=vocab, max_context=self.opt.max_context,
-            kv_dtype="float16" if self.fp16 else "float32", rms_norm_eps=self.eps, tied_embeddings=self.ckpt.tied,
-            embed_block_size=self.embed_block if self.bits is not None else None,
-        )
+    def _segment(self, g: GraphWriter, w: WeightReader, index: int) -> None:
+        """Segment 0: embedding -> layer 0's q, k, v; segment i: layer i-1 after attention -> layer i's q, k, v;
+        segment L: the last layer after attention -> logits. q, k, v, attention are float32 (the kernel's)."""
+        seq = ["batch_size", "sequence_length"]
+        f32 = TensorProto.FLOAT
+        if index == 0:
+            residual, pending = self._embedding(g, w, g.add_input(LmIo.INPUT_IDS, TensorProto.INT64, seq)), None
+        else:
+            attn = g.add_input(LmIo.ATTENTION, f32, [*seq, self.heads * self.head_dim])
+            if self.fp16:
+                attn = g.node("Cast", [attn], f"/model/layers.{index - 1}/attn/Cast", to=self.act_type)[0]
+            residual = g.add_input(LmIo.RESIDUAL_IN, self.act_type, [*seq, self.hidden])
+            pending, residual = self._o_proj_and_mlp(g, w, index - 1, attn, residual)
+        if index == self.layers:
+            self._head(g, w, pending, residual)
+            return
+        position_ids = g.add_input(LmIo.POSITION_IDS, TensorProto.INT64, seq)
+        cos_name, sin_name = self._rotary_tables(g)
+        h, residual = self._input_norm(g, w, index, residual, pending)
+        name = f"/model/layers.{index}/attn"
+        q_width, kv_width = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        q, k, v = g.node("Split", [self._qkv(g, w, index, h), g.constant([q_width, kv_width, kv_width])],
+                         f"{name}/Split", num_outputs=3, axis=-1)
+        q = g.node("RotaryEmbedding", [q, position_ids, cos_name, sin_name], f"{name}/q_rotary/RotaryEmbedding",
+                   domain="com.microsoft", interleaved=0, num_heads=self.heads)[0]
+        k = g.node("RotaryEmbedding", [k, position_ids, cos_name, sin_name], f"{name}/k_rotary/RotaryEmbedding",
+                   domain="com.microsoft", interleaved=0, num_heads=self.kv_heads)[0]
+        for produced, out, width in ((q, LmIo.QUERY, q_width), (k, LmIo.KEY, kv_width), (v, LmIo.VALUE, kv_width)):
+            if self.fp16:
+                produced = g.node("Cast", [produced], f"{name}/{out}/Cast", to=f32)[0]
+            g.rename_output(produced, out)
+            g.add_output(out, f32, [*seq, width])
+        g.rename_output(residual, LmIo.RESIDUAL)
+        g.add_output(LmIo.RESIDUAL, self.act_type, [*seq, self.hidden])

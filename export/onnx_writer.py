@@ -1,8 +1,10 @@
 """A small ONNX graph writer that streams large initializers into one external data file.
 
 Weights are written to `<graph>.data` as they are produced, so exporting an 8B model never holds more
-than one tensor in memory. Node names are deterministic ("/model/layers.3/attn/o_proj/MatMul") and
-small constants are deduplicated ("/model/constants/INT64/[1]"), as in onnxruntime-genai's builder.
+than one tensor in memory. Several graphs can share one data file (`ExternalData`): the layered LM's
+segments all point into one file, and a tensor they all need (the rotary tables) is stored there once.
+Node names are deterministic ("/model/layers.3/attn/o_proj/MatMul") and small constants are deduplicated
+("/model/constants/INT64/[1]"), as in onnxruntime-genai's builder.
 """
 
 from __future__ import annotations
@@ -26,14 +28,45 @@ NP_TO_ONNX = {
 }
 
 
-class GraphWriter:
-    """Collects nodes, inputs and outputs; writes initializers to an external data file as they come."""
+class ExternalData:
+    """One external data file, written as tensors come (64 KiB aligned); tensors given a `shared` key are
+    written once and referenced by every graph that adds them again."""
 
-    def __init__(self, onnx_path: Path, opset: int = 21) -> None:
-        self.onnx_path = Path(onnx_path)
-        self.data_name = self.onnx_path.name + ".data"
-        self._data = open(self.onnx_path.parent / self.data_name, "wb")
+    def __init__(self, path: Path) -> None:
+        self.name = Path(path).name
+        self._file = open(path, "wb")
         self._offset = 0
+        self._shared: dict[str, tuple[int, int]] = {}
+
+    def write(self, array: np.ndarray, shared: str | None = None) -> tuple[int, int]:
+        """Appends `array` (or finds the tensor stored under `shared`); returns (offset, length) in bytes."""
+        if shared is not None and shared in self._shared:
+            return self._shared[shared]
+        pad = -self._offset % ALIGN
+        if pad:
+            self._file.write(b"\0" * pad)
+            self._offset += pad
+        self._file.write(array.tobytes())
+        where = (self._offset, array.nbytes)
+        self._offset += array.nbytes
+        if shared is not None:
+            self._shared[shared] = where
+        return where
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+class GraphWriter:
+    """Collects nodes, inputs and outputs; writes initializers to an external data file as they come
+    (its own `<graph>.data`, or `data` shared with other graphs, which the caller closes)."""
+
+    def __init__(self, onnx_path: Path, opset: int = 21, data: ExternalData | None = None) -> None:
+        self.onnx_path = Path(onnx_path)
+        self._owns_data = data is None
+        self._data = data if data is not None else ExternalData(self.onnx_path.parent / (self.onnx_path.name + ".data"))
+        self.data_name = self._data.name
         self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -43,29 +76,23 @@ class GraphWriter:
         self._node_names: set[str] = set()
 
     # ---- tensors ---------------------------------------------------------------------------------
-    def initializer(self, name: str, array: np.ndarray) -> str:
-        """Adds a weight; returns its name."""
+    def initializer(self, name: str, array: np.ndarray, shared: bool = False) -> str:
+        """Adds a weight; returns its name. `shared`: store it once in a shared data file under `name`."""
         array = np.ascontiguousarray(array)
         if array.dtype not in NP_TO_ONNX:
             raise TypeError(f"{name}: unsupported dtype {array.dtype}")
         if array.nbytes <= INLINE_LIMIT:
             self.initializers.append(numpy_helper.from_array(array, name))
             return name
-        pad = -self._offset % ALIGN
-        if pad:
-            self._data.write(b"\0" * pad)
-            self._offset += pad
-        self._data.write(array.tobytes())
+        offset, length = self._data.write(array, name if shared else None)
         t = TensorProto()
         t.name = name
         t.data_type = NP_TO_ONNX[array.dtype]
         t.dims.extend(array.shape)
         t.data_location = TensorProto.EXTERNAL
-        for key, value in (("location", self.data_name), ("offset", str(self._offset)),
-                           ("length", str(array.nbytes))):
+        for key, value in (("location", self.data_name), ("offset", str(offset)), ("length", str(length))):
             entry = t.external_data.add()
             entry.key, entry.value = key, value
-        self._offset += array.nbytes
         self.initializers.append(t)
         return name
 
@@ -92,13 +119,17 @@ class GraphWriter:
         return outputs
 
     def rename_output(self, produced: str, graph_output: str) -> None:
-        """Makes the node output `produced` be called `graph_output` instead."""
+        """Makes the node output `produced` be called `graph_output` instead (in its consumers too)."""
+        found = False
         for n in self.nodes:
             for i, o in enumerate(n.output):
                 if o == produced:
-                    n.output[i] = graph_output
-                    return
-        raise KeyError(produced)
+                    n.output[i], found = graph_output, True
+            for i, o in enumerate(n.input):
+                if o == produced:
+                    n.input[i] = graph_output
+        if not found:
+            raise KeyError(produced)
 
     def add_input(self, name: str, elem_type: int, shape: list[Any]) -> str:
         self.inputs.append(helper.make_tensor_value_info(name, elem_type, shape))
@@ -108,12 +139,13 @@ class GraphWriter:
         self.outputs.append(helper.make_tensor_value_info(name, elem_type, shape))
 
     def save(self, graph_name: str, metadata: dict[str, str]) -> None:
-        """Writes the .onnx file (the data file is already complete).
+        """Writes the .onnx file (its own data file is then complete; a shared one is closed by its owner).
 
         onnx.checker is not run: SimplifiedLayerNormalization is an ONNX Runtime operator registered in
         the default domain, which the checker rejects; the exporter opens the graph in ONNX Runtime instead.
         """
-        self._data.close()
+        if self._owns_data:
+            self._data.close()
         graph = helper.make_graph(self.nodes, graph_name, self.inputs, self.outputs, self.initializers)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset),
                                                         helper.make_opsetid("com.microsoft", 1)],
@@ -124,5 +156,5 @@ class GraphWriter:
         onnx.save_model(model, str(self.onnx_path))
 
     def abort(self) -> None:
-        if not self._data.closed:
+        if self._owns_data:
             self._data.close()

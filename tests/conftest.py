@@ -37,16 +37,18 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_checkpoint, tmp_path_factory):
-    """Returns a function (checkpoint name, precision) -> exported bundle folder (created once per session)."""
+    """Returns a function (checkpoint name, precision, LM flavour, KV dtype) -> exported bundle folder (created
+    once per session)."""
     from llasa_rt.export.bundle_export import export_bundle
 
-    made: dict[tuple[str, str], Path] = {}
+    made: dict[tuple[str, str, str, str | None], Path] = {}
 
-    def get(name: str, precision: str = "fp32") -> Path:
-        key = (name, precision)
+    def get(name: str, precision: str = "fp32", flavour: str = "fused", kv_dtype: str | None = None) -> Path:
+        key = (name, precision, flavour, kv_dtype)
         if key not in made:
-            out = tmp_path_factory.mktemp(f"bundle-{name}-{precision}") / "bundle"
-            made[key] = export_bundle(str(tiny_checkpoint(name)), out, precision=precision, log=lambda m: None)
+            out = tmp_path_factory.mktemp(f"bundle-{name}-{precision}-{flavour}-{kv_dtype}") / "bundle"
+            made[key] = export_bundle(str(tiny_checkpoint(name)), out, precision=precision, lm_flavour=flavour,
+                                      kv_dtype=kv_dtype, log=lambda m: None)
         return made[key]
 
     return get
@@ -60,13 +62,24 @@ def tiny_codec(tmp_path_factory) -> Path:
     return make_tiny_xcodec2(tmp_path_factory.mktemp("xcodec2") / "tiny", "tiny", seed=0)
 
 
+def _full_bundle(flavour, tiny_checkpoint, tiny_codec, tmp_path_factory):
+    from llasa_rt.export.bundle_export import export_bundle
+
+    out = tmp_path_factory.mktemp(f"bundle-full-{flavour}") / "bundle"
+    return export_bundle(str(tiny_checkpoint("h64")), out, precision="fp32", codec=str(tiny_codec), log=lambda m: None,
+                         lm_flavour=flavour)
+
+
 @pytest.fixture(scope="session")
 def full_bundle(tiny_checkpoint, tiny_codec, tmp_path_factory):
     """A complete bundle (tiny LM with the Llasa-1B head layout, fp32 + tiny X-Codec2 decoder)."""
-    from llasa_rt.export.bundle_export import export_bundle
+    return _full_bundle("fused", tiny_checkpoint, tiny_codec, tmp_path_factory)
 
-    out = tmp_path_factory.mktemp("bundle-full") / "bundle"
-    return export_bundle(str(tiny_checkpoint("h64")), out, precision="fp32", codec=str(tiny_codec), log=lambda m: None)
+
+@pytest.fixture(scope="session")
+def layered_full_bundle(tiny_checkpoint, tiny_codec, tmp_path_factory):
+    """`full_bundle` with the layered LM (float16 KV, the layered default)."""
+    return _full_bundle("layered", tiny_checkpoint, tiny_codec, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,9 @@ REQUESTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_bundle):
-    return llasa_rt.Engine(tiny_bundle("h64", "fp32"), threads=2)
+@pytest.fixture(scope="module", params=["fused", "layered"])
+def engine(tiny_bundle, request):
+    return llasa_rt.Engine(tiny_bundle("h64", "fp32", request.param), threads=2)
 
 
 def test_requests_joining_at_different_steps_equal_their_solo_runs(engine):

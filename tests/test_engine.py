@@ -17,7 +17,16 @@ def engine(full_bundle):
     return llasa_rt.Engine(full_bundle, threads=2)
 
 
-def test_greedy_codes_equal_transformers_generate(engine, hf_model):
+@pytest.fixture(scope="module", params=["fused", "layered"])
+def any_engine(full_bundle, request):
+    """The Engine on the fused and on the layered LM (float16 KV) of the full bundle."""
+    if request.param == "fused":
+        return llasa_rt.Engine(full_bundle, threads=2)
+    return llasa_rt.Engine(request.getfixturevalue("layered_full_bundle"), threads=2)
+
+
+def test_greedy_codes_equal_transformers_generate(any_engine, hf_model):
+    engine = any_engine
     from transformers import LogitsProcessorList
 
     gen = engine.generate_codes("Hello world, this is a parity test.", temperature=0.0, min_new_tokens=50,
@@ -33,9 +42,10 @@ def test_greedy_codes_equal_transformers_generate(engine, hf_model):
     assert gen.codes.tolist() == ref_codes
 
 
-def test_fork_continues_like_a_fresh_prefill(engine):
+def test_fork_continues_like_a_fresh_prefill(any_engine):
     """At step 12 a callback forks candidate 0; the child (sharing the copied KV prefix) must continue exactly
     as a fresh generation from prompt + those 12 codes."""
+    engine = any_engine
     text = "Forks must not change what comes next."
     forked = {}
 
@@ -101,7 +111,8 @@ def test_memory_stays_flat_over_1000_steps(engine):
     assert growth <= kv_growth + 4 * 2**20
 
 
-def test_speak_returns_audio_of_the_codes(engine):
+def test_speak_returns_audio_of_the_codes(any_engine):
+    engine = any_engine
     audio = engine.speak("Short test.", seed=3, max_new_tokens=30)
     assert audio.sample_rate == 16000 and audio.samples.dtype == np.float32
     assert len(audio.samples) == 320 * len(audio.codes) == 320 * 30
@@ -109,7 +120,8 @@ def test_speak_returns_audio_of_the_codes(engine):
     assert audio.timings["rtf"] > 0 and audio.seed == 3
 
 
-def test_stream_has_the_same_length_and_can_be_stopped(engine):
+def test_stream_has_the_same_length_and_can_be_stopped(any_engine):
+    engine = any_engine
     chunks = list(engine.speak_stream("Streaming test.", seed=4, max_new_tokens=120))
     assert sum(len(c) for c in chunks) == 120 * 320 and len(chunks) >= 2
     it = engine.speak_stream("Stop me early.", seed=4, max_new_tokens=1500)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lm_helpers import HEAD_IDS, LLASA_TOKENS, GrowingPastLm, SpeechRowsOnly
+from llasa_rt.backends import plain_lm_of
+
+from lm_helpers import HEAD_IDS, LLASA_TOKENS, GrowingPastLm, SpeechRowsOnly, random_prompt
 
 PROMPT_LEN = 23
 DECODE_STEPS = 30
@@ -14,17 +16,19 @@ GREEDY_TOKENS = 50
 
 
 def _prompt(seed: int = 3) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    text = rng.integers(0, 128000, size=PROMPT_LEN - 3)
-    return np.concatenate([[128000, 128006], text, [128260]]).astype(np.int64)[None]
+    return random_prompt(PROMPT_LEN, seed)
 
 
-@pytest.mark.parametrize("name", ["h64", "h128"])
-def test_fp32_logits_match_transformers_over_prefill_and_decode(name, tiny_bundle, hf_model):
-    lm = GrowingPastLm.from_bundle(tiny_bundle(name, "fp32"))
+@pytest.mark.parametrize("name", ["h64", "h128"])  # tied (1B layout) and untied (3B layout) heads
+@pytest.mark.parametrize(("flavour", "batch"), [("fused", 1), ("layered", 1), ("layered", 3)])
+def test_fp32_logits_match_transformers_over_prefill_and_decode(name, flavour, batch, tiny_bundle, hf_model):
+    """Both LM flavours (layered: segment graphs + the C++ attention kernel, float32 KV); 3 rows = 3 candidates
+    of one prompt that continue with different tokens."""
+    lm = plain_lm_of(tiny_bundle(name, "fp32", flavour, "float32" if flavour == "layered" else None))
+    lm.reset(batch)
     model = hf_model(name)
     rows = torch.as_tensor(HEAD_IDS)
-    ids = _prompt()
+    ids = np.repeat(_prompt(), batch, axis=0)
     past, worst = None, 0.0
     with torch.no_grad():
         for step in range(DECODE_STEPS + 1):
@@ -32,12 +36,12 @@ def test_fp32_logits_match_transformers_over_prefill_and_decode(name, tiny_bundl
             out = model(input_ids=torch.as_tensor(ids), past_key_values=past, use_cache=True)
             past = out.past_key_values
             ref = out.logits[:, -1, :][:, rows].numpy()
-            assert ours.shape == (1, LLASA_TOKENS.head_rows)
+            assert ours.shape == (batch, LLASA_TOKENS.head_rows)
             worst = max(worst, float(np.abs(ours - ref).max()))
-            # Continue both with a sampled (not argmax) row so the 30 steps visit varied tokens.
-            row = int(np.random.default_rng(step).integers(0, LLASA_TOKENS.head_rows))
-            ids = np.array([[HEAD_IDS[row]]], np.int64)
-    print(f"{name}: max |logit diff| over prefill + {DECODE_STEPS} decode steps = {worst:.3g}")
+            # Continue with sampled (not argmax) rows so the 30 steps visit varied tokens.
+            row = np.random.default_rng(step).integers(0, LLASA_TOKENS.head_rows, size=batch)
+            ids = np.asarray(HEAD_IDS)[row].reshape(batch, 1).astype(np.int64)
+    print(f"{name} {flavour} x{batch}: max |logit diff| over prefill + {DECODE_STEPS} decode steps = {worst:.3g}")
     assert worst <= 1e-4
 
 

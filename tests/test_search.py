@@ -29,9 +29,9 @@ class Multiples:
         return np.array([float(np.mean(np.asarray(c) % self.m == 0)) if len(c) else 0.0 for c in codes])
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_bundle):
-    return llasa_rt.Engine(tiny_bundle("h64", "fp32"), threads=2)
+@pytest.fixture(scope="module", params=["fused", "layered"])
+def engine(tiny_bundle, request):
+    return llasa_rt.Engine(tiny_bundle("h64", "fp32", request.param), threads=2)
 
 
 KW = dict(temperature=1.0, max_new_tokens=60, min_new_tokens=60)
@@ -86,8 +86,9 @@ def test_beam_batches_its_scorer_calls(engine):
     assert scorer.batch_sizes[:2] == [8, 8]  # every live child in one call per round
 
 
-def test_streaming_search_plays_the_shared_prefix_early_and_equals_the_choice(full_bundle):
-    engine = llasa_rt.Engine(full_bundle, threads=2)
+@pytest.mark.parametrize("layered", [False, True])
+def test_streaming_search_plays_the_shared_prefix_early_and_equals_the_choice(layered, full_bundle, request):
+    engine = llasa_rt.Engine(request.getfixturevalue("layered_full_bundle") if layered else full_bundle, threads=2)
     search = Search.parse("beam:2x2:10", prm=(Multiples(),), orm=(Multiples(),))
     kw = dict(search=search, seed=5, temperature=1.0, max_new_tokens=120, min_new_tokens=120)
     gen = engine.generate_codes("Stream while searching.", **kw)

@@ -262,3 +262,17 @@ def test_short_load_mix(full_bundle):
         code, err = s.stop()
         assert code == 0, err
 
+
+
+def test_layered_bundle_serves_speech_and_search(layered_full_bundle):
+    """The server's Scheduler (forward_rows, no shared prompt) on the layered LM."""
+    s = Server(layered_full_bundle, "--max-batch", "4")
+    try:
+        r = speech(s, response_format="pcm", seed=5)
+        assert r.status_code == 200 and len(r.content) == TOKENS * HOP * 2
+        assert speech(s, response_format="pcm", seed=5).content == r.content
+        r = speech(s, response_format="pcm", search="best-of-2", seed=9)
+        assert r.status_code == 200 and len(r.content) == TOKENS * HOP * 2
+    finally:
+        code, err = s.stop()
+    assert code == 0 and "Traceback" not in err, err

@@ -99,3 +99,18 @@ class LmIo:
     def present_to_past(name: str) -> str:
         """The input name that takes an output's cache back (growing-past loops)."""
         return name.replace("present.", "past_key_values.", 1)
+
+    # Layered flavour: the decoder as segment graphs with attention between them (run by the C++ kernel).
+    QUERY = "query"  # float32 [batch, sequence, heads * head_dim], rotary applied (segments 0 .. L-1)
+    KEY = "key"  # float32 [batch, sequence, kv_heads * head_dim], rotary applied
+    VALUE = "value"  # float32 [batch, sequence, kv_heads * head_dim]
+    RESIDUAL = "residual"  # activation dtype [batch, sequence, hidden]: the residual stream out (segments 0 .. L-1)
+    RESIDUAL_IN = "residual_in"  # the previous segment's residual (segments 1 .. L)
+    ATTENTION = "attention"  # float32 [batch, sequence, heads * head_dim]: attention output (segments 1 .. L)
+
+    @staticmethod
+    def segment_file(index: int) -> str:
+        """File name of segment `index` of a layered LM (0: embedding + layer 0's qkv, L: the head)."""
+        return f"lm.{index}.onnx"
+
+    LAYERED_DATA = "lm.layered.data"  # the one external data file of all segments

@@ -7,7 +7,8 @@
 | manifest backend   | LM                                                 | codec                            |
 |--------------------|----------------------------------------------------|----------------------------------|
 | `onnxruntime`      | `ort.OrtLmBackend` (CPU provider);                 | `codec.CodecDecoder`             |
-|                    | flavour "portable": `portable.PortableLmBackend`   |                                  |
+|                    | flavour "portable": `portable.PortableLmBackend`;  |                                  |
+|                    | flavour "ort-cpu-layered": `layered.LayeredLmBackend` |                               |
 | `onnxruntime-cuda` | `ort_cuda.DeviceLmBackend` (CUDA, KV on the GPU)   | `codec.CodecDecoder` on CUDA     |
 | `tensorrt`         | `_core.TensorRtBackend` (C++, when compiled in)    | `trt_codec.TensorRtCodecDecoder` |
 
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _core
-from ..bundle import CODEC_GRAPH, MANIFEST_NAME, PORTABLE_FLAVOUR, Bundle
+from ..bundle import CODEC_GRAPH, MANIFEST_NAME, PORTABLE_FLAVOUR, Bundle, GraphEntry, ModelFacts
 from ..errors import BundleError, InputError
 from ..options import as_int
 
@@ -112,6 +113,12 @@ def _ort_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str) -> LmRunner:
 
     model, (_, tokens, _) = bundle.manifest.lm_model(graph), bundle.manifest.lm_parts()
     entry = bundle.graph(graph)
+    if entry.layered:
+        from .layered import LayeredLmBackend, open_layered
+
+        graphs = open_layered(bundle.root, entry.segments, model, tokens, runtime.threads, runtime.providers,
+                              bundle.root)
+        return LmRunner(bundle, runtime, LayeredLmBackend, graphs, graph)
     path = bundle.path(entry.path_name)
     session = create_session(path, runtime.threads, runtime.providers, bundle.root)
     if entry.details.get("flavour") == PORTABLE_FLAVOUR:
@@ -180,19 +187,13 @@ def locate_lm(path: str | Path, verify: str = "full") -> tuple[Bundle, str]:
 
 
 def lm_driver(path: str | Path, threads: int | None = None) -> tuple[Bundle, Any]:
-    """(bundle, the plain driver of its LM) for a bundle folder or LM graph file (`locate_lm`): `ort.GrowingPastLm`
-    for lm.onnx, `portable.PortableLm` for a portable graph. Both have `model`, `reset(batch)` and `step(ids)`."""
-    from .ort import GrowingPastLm
-    from .portable import PortableLm
-
+    """(bundle, the plain driver of its LM, `plain_lm`) for a bundle folder or LM graph file (`locate_lm`)."""
     bundle, graph = locate_lm(path, verify="fast")
     entry = bundle.graph(graph)
     if entry.backend != "onnxruntime":
         raise BundleError(f"{entry.path_name} of bundle '{bundle.root}' is a {entry.backend} graph; this runs ONNX "
                           f"graphs on ONNX Runtime: pass the bundle's lm.onnx or lm.portable.onnx")
-    if entry.details.get("flavour") == PORTABLE_FLAVOUR:
-        return bundle, PortableLm.from_bundle(bundle, threads, graph)
-    return bundle, GrowingPastLm(bundle.path(entry.path_name), bundle.manifest.lm_model(graph), threads)
+    return bundle, plain_lm(bundle.root, entry, bundle.manifest.lm_model(graph), threads)
 
 
 def _ort_cuda_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str) -> LmRunner:
@@ -244,6 +245,34 @@ def create_lm(bundle: Bundle, runtime: RuntimeOptions | None = None, graph: str 
     runtime = runtime or RuntimeOptions()
     graph = graph or bundle.manifest.default_lm()
     return _LM_BACKENDS[bundle.graph(graph).backend](bundle, runtime, graph)
+
+
+def plain_lm(folder: Path, entry: GraphEntry, model: ModelFacts, threads: int | None = None) -> Any:
+    """The plainest driver of the LM graph(s) `entry` in `folder` (`model`, `step(ids)` -> last logits,
+    `reset(batch)`): `ort.GrowingPastLm` for a fused graph, `layered.LayeredLm` for a layered one,
+    `portable.PortableLm` for a portable one. For the export check, drift measurement, parity tests and benchmarks."""
+    from ..layout import LLASA_TOKENS
+
+    if entry.layered:
+        from .layered import LayeredLm, open_layered
+
+        return LayeredLm(open_layered(folder, entry.segments, model, LLASA_TOKENS, threads, None), model,
+                         LLASA_TOKENS.head_rows)
+    if entry.details.get("flavour") == PORTABLE_FLAVOUR:
+        from .portable import PortableLm
+
+        return PortableLm(Path(folder) / entry.path_name, model, threads)
+    from .ort import GrowingPastLm
+
+    return GrowingPastLm(Path(folder) / entry.path_name, model, threads)
+
+
+def plain_lm_of(bundle: Bundle | str | Path, threads: int | None = None) -> Any:
+    """`plain_lm` of a bundle's default LM (an opened `Bundle`, or a folder opened with verify="fast")."""
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.open(bundle, verify="fast")
+    graph = bundle.manifest.default_lm()
+    return plain_lm(bundle.root, bundle.graph(graph), bundle.manifest.lm_model(graph), threads)
 
 
 def create_codec(bundle: Bundle, runtime: RuntimeOptions | None = None, graph: str = CODEC_GRAPH) -> Any:

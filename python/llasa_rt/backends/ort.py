@@ -30,8 +30,10 @@ from ..layout import LmIo, TokenLayout
 DEFAULT_PROVIDERS = ["CPUExecutionProvider"]
 
 
-def session_options(threads: int | None = None) -> Any:
-    """SessionOptions as every llasa-rt session uses them: quiet, `threads` intra-op threads, 1 inter-op."""
+def session_options(threads: int | None = None, spinning: bool = True) -> Any:
+    """SessionOptions as every llasa-rt session uses them: quiet, `threads` intra-op threads, 1 inter-op.
+    `spinning` False: idle intra-op threads sleep at once instead of spinning (for sessions that run in turn
+    with other sessions or kernels, whose threads spinning ones would starve)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -39,6 +41,8 @@ def session_options(threads: int | None = None) -> Any:
     if threads:
         so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return so
 
 
@@ -59,12 +63,13 @@ def check_providers(providers: list[str] | None) -> list[str]:
 
 
 def create_session(path: Path, threads: int | None = None, providers: list[str] | None = None,
-                   bundle_root: Path | None = None) -> Any:
+                   bundle_root: Path | None = None, spinning: bool = True) -> Any:
     """An InferenceSession for `path`; a load failure becomes one BundleError naming the file and the fix."""
     import onnxruntime as ort
 
     try:
-        return ort.InferenceSession(str(path), session_options(threads), providers=check_providers(providers))
+        return ort.InferenceSession(str(path), session_options(threads, spinning),
+                                    providers=check_providers(providers))
     except InputError:
         raise
     except Exception as e:  # ONNX Runtime raises its own exception types (Fail, InvalidGraph, ...)

@@ -28,6 +28,9 @@ LM_GRAPH = "lm"
 LM_PORTABLE_GRAPH = "lm.portable"  # the standard-operator LM graph (export --target portable)
 PORTABLE_FLAVOUR = "portable"  # details.flavour of a standard-operator LM graph
 CODEC_GRAPH = "codec_decoder"
+# details.flavour of an ONNX Runtime LM graph: one graph with GroupQueryAttention (the default when absent), or
+# `num_layers + 1` segment graphs (details.segments, in order) with llasa-rt's attention kernel between them.
+LM_FUSED, LM_LAYERED = "ort-cpu", "ort-cpu-layered"
 
 
 def is_lm_graph(name: str) -> bool:
@@ -175,6 +178,16 @@ class GraphEntry:
         """Name of the graph file itself."""
         return next(iter(self.files))
 
+    @property
+    def layered(self) -> bool:
+        """An LM cut into segment graphs around llasa-rt's attention kernel (details.flavour LM_LAYERED)."""
+        return self.details.get("flavour") == LM_LAYERED
+
+    @property
+    def segments(self) -> list[str]:
+        """A layered LM's segment files, in order (checked on load against files and model.num_layers)."""
+        return list(self.details.get("segments", [])) if self.layered else []
+
     def to_json(self) -> dict[str, Any]:
         return {"files": self.files, "backend": self.backend, "precision": self.precision, "opset": self.opset,
                 **({"details": self.details} if self.details else {})}
@@ -282,6 +295,26 @@ class VerifierEntry:
                    files=f.files("files") if f.has("files") else {})
 
 
+def _check_lm_flavour(entry: GraphEntry, model: ModelFacts, f: Fields) -> None:
+    """A layered LM names num_layers + 1 segment files, all among its files; a fused one names none."""
+    flavour = entry.details.get("flavour", LM_FUSED)
+    if entry.backend != "onnxruntime":
+        return
+    if flavour not in (LM_FUSED, LM_LAYERED):
+        raise f.fail("details.flavour", f"must be {LM_FUSED!r} or {LM_LAYERED!r}, not {flavour!r}")
+    segments = entry.details.get("segments")
+    if flavour == LM_FUSED:
+        if segments is not None:
+            raise f.fail("details.segments", f"belongs to a {LM_LAYERED!r} LM, but the flavour is {flavour!r}")
+        return
+    if (not isinstance(segments, list) or len(segments) != model.num_layers + 1
+            or not all(isinstance(s, str) and s in entry.files for s in segments)):
+        raise f.fail("details.segments", f"must list the {model.num_layers + 1} segment files (model.num_layers + 1) "
+                                         "of the layered LM, each one of its files")
+    if entry.path_name != segments[0]:
+        raise f.fail("files", f"must start with the first segment {segments[0]!r}")
+
+
 @dataclass
 class Manifest:
     """The parsed, checked `manifest.json`. Sections mirror the JSON keys; a codec-only bundle has no LM ones."""
@@ -362,6 +395,8 @@ class Manifest:
             verifiers={k: VerifierEntry.from_json(verifiers_f.obj(k)) for k in verifiers_f.data},
             files=dict(files_f.data),
         )
+        if has_lm and manifest.model:
+            _check_lm_flavour(graphs[LM_GRAPH], manifest.model, graphs_f.obj(LM_GRAPH))
         if manifest.model and manifest.tokens and manifest.model.vocab_size != manifest.tokens.vocab_size:
             raise top.fail("model.vocab_size", f"({manifest.model.vocab_size}) differs from tokens.vocab_size "
                                                f"({manifest.tokens.vocab_size})")

@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "larger runs batched candidates faster)")
     p.add_argument("--head-bits", type=int, choices=[4, 8],
                    help="int4: bits of the 65,537-row output head (default 8; 4 is faster for one stream)")
+    p.add_argument("--lm-flavour", default="fused", choices=["fused", "layered"],
+                   help="fused: one graph with ONNX Runtime's attention; layered: one graph per layer around "
+                        "llasa-rt's attention kernel (candidates read one shared prompt KV) (default fused)")
+    p.add_argument("--kv-dtype", default=None, choices=["float32", "float16"],
+                   help="layered: KV cache element type (default float16); fused: always the activation dtype")
     p.add_argument("--no-verify", action="store_true", help="skip running the exported LM once in ONNX Runtime")
     p.set_defaults(func=run)
 
@@ -46,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     out = export_bundle(model=args.model, out=args.out, precision=args.precision, codec=args.codec,
                         codec_precision=args.codec_precision, overwrite=args.overwrite,
                         date=args.date or DEFAULT_DATE, max_context=args.max_context, verify=not args.no_verify,
-                        block_size=args.block_size, head_bits=args.head_bits, target=args.target)
+                        block_size=args.block_size, head_bits=args.head_bits, target=args.target,
+                        lm_flavour=args.lm_flavour, kv_dtype=args.kv_dtype)
     print(out)
     return 0

@@ -33,7 +33,10 @@ def describe(bundle) -> str:
     lines = [f"bundle      {bundle.root}", f"written by  llasa-rt {m.llasa_rt_version} (format {m.format_version})"]
     for name, g in m.graphs.items():
         size = sum((bundle.root / f).stat().st_size for f in g.files)
-        lines.append(f"graph       {name}: {g.path_name} ({_size(size)}), {g.precision}, {g.backend}, opset {g.opset}")
+        what = f"{len(g.segments)} segments {g.segments[0]}..{g.segments[-1]}" if g.layered else g.path_name
+        flavour = f", {g.details['flavour']}" if "flavour" in g.details else ""
+        lines.append(f"graph       {name}: {what} ({_size(size)}), {g.precision}, {g.backend}{flavour}, "
+                     f"opset {g.opset}")
     md = m.model
     if md:
         lines.append(f"model       {md.num_layers} layers, hidden {md.hidden_size}, heads {md.num_attention_heads}/"
