@@ -7,18 +7,24 @@ head), each path runs in its own process, 2 threads, after a 60-token prompt:
   shared buffers) with 1, 2, 4 and 8 candidates; aggregate tokens/s = candidates x steps/s;
 - onnxruntime-genai `og.Generator` on the same graph and weights (its logits get a sequence axis, which
   its runtime requires; it feeds the sampled row back as a token id, which changes no cost);
-- transformers fp32 `generate` on the source checkpoint (the official Llasa path), one stream.
+- transformers fp32 `generate` on the source checkpoint (the official Llasa path), one stream;
+- llama.cpp (llama-cpp-python 0.3.36 built from the PyPI sdist for this CPU, its own venv; optional, made by
+  `bash bench/llama_cpp_setup.sh`, skipped with that hint when absent) on GGUFs converted from the same
+  checkpoint: Q4_0 (head Q6_K, llama.cpp's choice), Q4_0 with the head in Q4_0, Q8_0; 1/2/4/8 sequences in one
+  llama_batch per step (greedy; the prompt prefilled once, its KV shared with seq_cp), and prefill tokens/s of
+  the 60-token prompt and a 500-token one (bench/llamacpp_bench.py), next to llasa-rt's prefill.
 
 Prints tokens/s, ratios measured in this run, the time per step inside ONNX Runtime and outside it (the
 C++ core, the Python glue of the backend), and the two targets: one stream >= og.Generator, and
 8 candidates >= 5x one stream's aggregate tokens/s. Usage:
 
-    python bench/runtime.py [--tokens 100] [--threads 2] [--skip-transformers]
+    python bench/runtime.py [--tokens 100] [--threads 2] [--skip-transformers] [--skip-llama-cpp]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import time
@@ -26,14 +32,17 @@ from pathlib import Path
 
 import numpy as np
 from child import emit, run_child
-from llasa_1b import OUT, bundle, checkpoint, transformers_decode, vm_hwm_gb
+from llamacpp_bench import QUANTS, SETUP, gguf_path, venv_python
+from llasa_1b import OUT, bundle, checkpoint, prefill_rates, random_prompt, transformers_decode, vm_hwm_gb
 
 from llasa_rt.layout import LLASA_TOKENS, LmIo
 
 T = LLASA_TOKENS
 
 PROMPT_LEN = 60
+LONG_PROMPT_LEN = 500  # the prefill row's long prompt (a voice-cloned sentence is ~600 tokens)
 CANDIDATES = (1, 2, 4, 8)
+CPU_FLAGS = ("avx2", "fma", "f16c", "avx_vnni", "amx")  # and every avx512* flag
 
 
 def prompt_ids() -> np.ndarray:
@@ -139,7 +148,68 @@ def child_transformers(ckpt: Path, tokens: int, threads: int) -> dict:
     return {"tok_s": r["decode_tok_s"], "peak_rss_gb": r["peak_rss_gb"]}
 
 
-CHILDREN = {"llasa_rt": child_llasa_rt, "og": child_og, "transformers": child_transformers}
+def child_llasa_rt_prefill(b: Path, tokens: int, threads: int) -> dict:
+    """Prefill tokens/s of the Engine's generator for the 60-token prompt length and the long one."""
+    import llasa_rt
+
+    return prefill_rates(llasa_rt.Engine(b, threads=threads, verify="fast"), (PROMPT_LEN, LONG_PROMPT_LEN))
+
+
+def run_llama_cpp(tokens: int, threads: int) -> dict | None:
+    """llama.cpp rows per GGUF (None when the llama venv or the GGUFs are missing: the hint is printed)."""
+    py = venv_python()
+    missing = [n for n in QUANTS if not gguf_path(n).is_file()]
+    if py is None or missing:
+        print(f"llama.cpp rows skipped: no {'venv' if py is None else ', '.join(missing) + ' GGUF'}; make them "
+              f"with `{SETUP}` (optional, ~40 min build on 2 cores)")
+        return None
+    script = str(Path(__file__).resolve().parent / "llamacpp_bench.py")
+    ids = {"--prompt": prompt_ids(), "--long-prompt": random_prompt(LONG_PROMPT_LEN)}
+    args = [a for k, v in ids.items() for a in (k, ",".join(str(int(t)) for t in v))]
+    return {n: run_child(script, ["bench", str(gguf_path(n)), *args, "--tokens", str(tokens), "--threads",
+                                  str(threads), "--sequences", ",".join(map(str, CANDIDATES))], python=str(py))
+            for n in QUANTS}
+
+
+def cpu_features() -> str:
+    """The CPU model and the SIMD flags that decide which kernels run (from /proc/cpuinfo)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    shown = [f for f in flags if f.startswith(CPU_FLAGS) or f.startswith("avx512")]
+    return f"{model}, {os.cpu_count()} logical CPUs; flags: {' '.join(shown) or 'none of ' + ' '.join(CPU_FLAGS)}"
+
+
+def print_llama_cpp(ll: dict, ours: dict, pre: dict) -> None:
+    """llama.cpp rows and every ratio llasa-rt / llama.cpp (same candidates/sequences, same prompt)."""
+    names = {"q4_0": "Q4_0 (head Q6_K)", "q4_0-head-q4_0": "Q4_0, head Q4_0", "q8_0": "Q8_0"}
+    print(f"\nllama.cpp (llama-cpp-python, GGUF of the same checkpoint, full {ll['q4_0']['n_vocab']}-row head; "
+          f"greedy), aggregate tok/s over 1/2/4/8 sequences in one batch:")
+    print(f"  built with: {ll['q4_0']['system_info'].strip()}")
+    print(f"{'path':38s} " + " ".join(f"{n:>8d}" for n in CANDIDATES) + "   8 vs 1")
+    print(f"{'llasa-rt int4':38s} " + " ".join(f"{ours[n]['agg_tok_s']:8.2f}" for n in CANDIDATES) +
+          f" {ours[8]['agg_tok_s'] / ours[1]['agg_tok_s']:8.2f}x")
+    for key, r in ll.items():
+        print(f"{'llama.cpp ' + names[key]:38s} " + " ".join(f"{r[n]['agg_tok_s']:8.2f}" for n in CANDIDATES) +
+              f" {r[8]['agg_tok_s'] / r[1]['agg_tok_s']:8.2f}x")
+    for key, r in ll.items():
+        print(f"{'llasa-rt / llama.cpp ' + names[key]:38s} " +
+              " ".join(f"{ours[n]['agg_tok_s'] / r[n]['agg_tok_s']:7.2f}x" for n in CANDIDATES))
+    print(f"\nprefill tok/s {'':24s} {PROMPT_LEN:>8d} {LONG_PROMPT_LEN:>8d} tokens")
+    print(f"{'llasa-rt int4':38s} {pre[PROMPT_LEN]:8.1f} {pre[LONG_PROMPT_LEN]:8.1f}")
+    for key, r in ll.items():
+        print(f"{'llama.cpp ' + names[key]:38s} {r['prefill_short']['tok_s']:8.1f} "
+              f"{r['prefill_long']['tok_s']:8.1f}")
+    for key, r in ll.items():
+        print(f"{'llasa-rt / llama.cpp ' + names[key]:38s} {pre[PROMPT_LEN] / r['prefill_short']['tok_s']:7.2f}x "
+              f"{pre[LONG_PROMPT_LEN] / r['prefill_long']['tok_s']:7.2f}x")
+    target = ours[1]["agg_tok_s"] / ll["q4_0"][1]["agg_tok_s"]
+    print(f"target: one stream vs llama.cpp Q4_0 = {target:.2f}x (target >= 1.20): "
+          f"{'met' if target >= 1.2 else 'NOT met'}")
+
+
+CHILDREN = {"llasa_rt": child_llasa_rt, "og": child_og, "transformers": child_transformers,
+            "llasa_rt_prefill": child_llasa_rt_prefill}
 
 
 def run(kind: str, path: Path, tokens: int, threads: int) -> dict:
@@ -153,6 +223,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="int4", choices=["int4", "int8", "fp32"])
     ap.add_argument("--skip-transformers", action="store_true", help="skip the slow transformers fp32 baseline")
+    ap.add_argument("--skip-llama-cpp", action="store_true", help="skip the llama.cpp rows")
     ap.add_argument("--bundle", help="benchmark this bundle instead of the random Llasa-1B one")
     ap.add_argument("--child", choices=list(CHILDREN))
     ap.add_argument("--path")
@@ -161,10 +232,16 @@ def main() -> None:
         emit(CHILDREN[a.child](Path(a.path), a.tokens, a.threads))
         return
 
+    print(f"CPU: {cpu_features()}")
     b = Path(a.bundle) if a.bundle else bundle(a.precision)
     ours = run("llasa_rt", b, a.tokens, a.threads)
-    og_res = run("og", b, a.tokens, a.threads)
+    og_res = run("og", b, a.tokens, a.threads) if importlib.util.find_spec("onnxruntime_genai") else None
+    if og_res is None:
+        print("onnxruntime-genai rows skipped: `pip install onnxruntime-genai==0.18.0` (bench only; it keeps the "
+              "installed onnxruntime >= 1.31)")
     hf = None if a.skip_transformers else run("transformers", checkpoint(OUT), a.tokens, a.threads)
+    ll = None if a.skip_llama_cpp or a.bundle else run_llama_cpp(a.tokens, a.threads)
+    pre = run("llasa_rt_prefill", b, a.tokens, a.threads) if ll else None
 
     one = ours[1]["agg_tok_s"]
     lm = json.loads((b / "manifest.json").read_text())["graphs"]["lm"]
@@ -176,17 +253,22 @@ def main() -> None:
         r = ours[n]
         print(f"{f'llasa-rt, {n} candidate(s) (aggregate)':38s} {r['agg_tok_s']:8.2f} {r['agg_tok_s'] / one:10.2f}x "
               f"{r['ms_step']:8.1f} {r['ort_ms']:7.1f} {r['core_ms']:6.2f} {r['glue_ms']:6.2f}")
-    print(f"{'onnxruntime-genai og.Generator, 1 stream':38s} {og_res['tok_s']:8.2f} {og_res['tok_s'] / one:10.2f}x")
+    if og_res:
+        print(f"{'onnxruntime-genai og.Generator, 1 stream':38s} {og_res['tok_s']:8.2f} {og_res['tok_s'] / one:10.2f}x")
     if hf:
         print(f"{'transformers fp32 generate, 1 stream':38s} {hf['tok_s']:8.2f} {hf['tok_s'] / one:10.2f}x")
-    print(f"\npeak RSS: llasa-rt {ours['peak_rss_gb']:.2f} GB (KV for 8 candidates included), og "
-          f"{og_res['peak_rss_gb']:.2f} GB" + (f", transformers {hf['peak_rss_gb']:.2f} GB" if hf else ""))
-    print(f"target 1: one stream vs og.Generator = {one / og_res['tok_s']:.2f}x (target >= 1.00): "
-          f"{'met' if one >= og_res['tok_s'] else 'NOT met'}")
+    print(f"\npeak RSS: llasa-rt {ours['peak_rss_gb']:.2f} GB (KV for 8 candidates included)" +
+          (f", og {og_res['peak_rss_gb']:.2f} GB" if og_res else "") +
+          (f", transformers {hf['peak_rss_gb']:.2f} GB" if hf else ""))
+    if og_res:
+        print(f"target 1: one stream vs og.Generator = {one / og_res['tok_s']:.2f}x (target >= 1.00): "
+              f"{'met' if one >= og_res['tok_s'] else 'NOT met'}")
     agg8 = ours[8]["agg_tok_s"] / one
     print(f"target 2: 8 candidates vs one stream = {agg8:.2f}x (target >= 5.00): {'met' if agg8 >= 5 else 'NOT met'}")
     if hf:
         print(f"one stream vs transformers fp32: {one / hf['tok_s']:.1f}x")
+    if ll:
+        print_llama_cpp(ll, ours, pre)
 
 
 if __name__ == "__main__":
