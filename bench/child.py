@@ -16,9 +16,10 @@ def _int_keys(d: dict) -> dict:
     return {(int(k) if isinstance(k, str) and k.isdigit() else k): v for k, v in d.items()}
 
 
-def run_child(script: str, args: list[str]) -> dict[Any, Any]:
-    """Runs `python script *args` and returns the JSON object on its last output line (digit keys as ints)."""
-    r = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+def run_child(script: str, args: list[str], python: str | None = None) -> dict[Any, Any]:
+    """Runs `python script *args` and returns the JSON object on its last output line (digit keys as ints).
+    `python`: another interpreter (e.g. the llama.cpp bench venv's); default this one."""
+    r = subprocess.run([python or sys.executable, script, *args], capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(args[:2])} failed:\n{r.stderr[-4000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1], object_hook=_int_keys)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from llasa_rt.layout import LLASA_TOKENS
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -56,6 +58,30 @@ def transformers_decode(ckpt: Path, prompt, tokens: int, threads: int, sample: b
         model.generate(ids, max_new_tokens=tokens + 1, min_new_tokens=tokens + 1, **kw)
         total = time.perf_counter() - t0
     return {"decode_tok_s": tokens / (total - prefill), "prefill_s": prefill, "peak_rss_gb": vm_hwm_gb()}
+
+
+def random_prompt(n: int, seed: int = 0) -> np.ndarray:
+    """BOS, n - 2 random text-range ids, START: an n-token prompt (cost does not depend on which ids)."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([[128000], rng.integers(0, 128000, n - 2), [LLASA_TOKENS.start_id]]).astype(np.int64)
+
+
+def prefill_rates(engine: object, lengths: tuple[int, ...]) -> dict[int, float]:
+    """Prefill tokens/s of the Engine's C++ Generator for random prompts of these lengths: one ONNX Runtime run
+    over the prompt + sampling the first token, best of 2 after a warm-up run at that length."""
+    import llasa_rt
+
+    generator = engine.lm.generator(1)
+    opts, _ = engine.sampling_options(llasa_rt.GenerationOptions(max_new_tokens=1, seed=1), engine.max_context)
+    rates = {}
+    for n in lengths:
+        prompt = random_prompt(n)
+        times = []
+        for _ in range(3):  # the first run at a new length warms up
+            t = generator.generate(prompt, options=opts, num_candidates=1).timings
+            times.append(t.prefill_forward_seconds + t.prefill_core_seconds)
+        rates[n] = n / min(times[1:])
+    return rates
 
 
 def vm_hwm_gb() -> float:

@@ -10,20 +10,26 @@ head), each path runs in its own process, 2 threads, after a 60-token prompt:
   kernel: the prompt's KV read once for all candidates, float16 KV), with the layered/fused ratios;
 - onnxruntime-genai `og.Generator` on the same graph and weights (its logits get a sequence axis, which
   its runtime requires; it feeds the sampled row back as a token id, which changes no cost);
-- transformers fp32 `generate` on the source checkpoint (the official Llasa path), one stream.
+- transformers fp32 `generate` on the source checkpoint (the official Llasa path), one stream;
+- llama.cpp (llama-cpp-python 0.3.36 built from the PyPI sdist for this CPU, its own venv; optional, made by
+  `bash bench/llama_cpp_setup.sh`, skipped with that hint when absent) on GGUFs converted from the same
+  checkpoint: Q4_0 (head Q6_K, llama.cpp's choice), Q4_0 with the head in Q4_0, Q8_0; 1/2/4/8 sequences in one
+  llama_batch per step (greedy; the prompt prefilled once, its KV shared with seq_cp), and prefill tokens/s of
+  the 60-token prompt and a 500-token one (bench/llamacpp_bench.py), next to llasa-rt's prefill.
 
 Prints tokens/s, ratios measured in this run, the time per step inside ONNX Runtime and outside it (the
 C++ core, the Python glue of the backend; for the layered flavour "in ORT" is the whole step: segments and
 attention kernel), and the targets: one stream >= og.Generator, and 8 candidates >= 3.5x one stream's
 aggregate tokens/s. Usage:
 
-    python bench/runtime.py [--tokens 100] [--threads 2] [--skip-transformers] [--flavours fused,layered]
-                            [--skip-long]
+    python bench/runtime.py [--tokens 100] [--threads 2] [--skip-transformers] [--skip-llama-cpp]
+                            [--flavours fused,layered] [--skip-long]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import time
@@ -31,18 +37,21 @@ from pathlib import Path
 
 import numpy as np
 from child import emit, run_child
-from llasa_1b import OUT, bundle, checkpoint, transformers_decode, vm_hwm_gb
+from llamacpp_bench import QUANTS, SETUP, gguf_path, venv_python
+from llasa_1b import OUT, bundle, checkpoint, prefill_rates, random_prompt, transformers_decode, vm_hwm_gb
 
 from llasa_rt.layout import LLASA_TOKENS, LmIo
 
 T = LLASA_TOKENS
 
 PROMPT_LEN = 60
+PREFILL_LONG_LEN = 500  # the prefill rows' long prompt
 CANDIDATES = (1, 2, 4, 8)
 LONG_PROMPT_LEN = 600  # a voice-cloning prompt: reference transcript + ~500 reference codes
 LONG_CANDIDATES = 8
 LONG_WINDOW = (300, 400)  # decode steps measured after the long prompt
 FLAVOURS = ("fused", "layered")  # LM flavours of the llasa_rt child (export --lm-flavour)
+CPU_FLAGS = ("avx2", "fma", "f16c", "avx_vnni", "amx")  # and every avx512* flag
 
 
 def prompt_ids(length: int = PROMPT_LEN) -> np.ndarray:
@@ -154,7 +163,68 @@ def child_transformers(ckpt: Path, tokens: int, threads: int) -> dict:
     return {"tok_s": r["decode_tok_s"], "peak_rss_gb": r["peak_rss_gb"]}
 
 
-CHILDREN = {"llasa_rt": child_llasa_rt, "og": child_og, "transformers": child_transformers}
+def child_llasa_rt_prefill(b: Path, tokens: int, threads: int) -> dict:
+    """Prefill tokens/s of the Engine's generator for the 60-token prompt length and the long one."""
+    import llasa_rt
+
+    return prefill_rates(llasa_rt.Engine(b, threads=threads, verify="fast"), (PROMPT_LEN, PREFILL_LONG_LEN))
+
+
+def run_llama_cpp(tokens: int, threads: int) -> dict | None:
+    """llama.cpp rows per GGUF (None when the llama venv or the GGUFs are missing: the hint is printed)."""
+    py = venv_python()
+    missing = [n for n in QUANTS if not gguf_path(n).is_file()]
+    if py is None or missing:
+        print(f"llama.cpp rows skipped: no {'venv' if py is None else ', '.join(missing) + ' GGUF'}; make them "
+              f"with `{SETUP}` (optional, ~40 min build on 2 cores)")
+        return None
+    script = str(Path(__file__).resolve().parent / "llamacpp_bench.py")
+    ids = {"--prompt": prompt_ids(), "--long-prompt": random_prompt(PREFILL_LONG_LEN)}
+    args = [a for k, v in ids.items() for a in (k, ",".join(str(int(t)) for t in v))]
+    return {n: run_child(script, ["bench", str(gguf_path(n)), *args, "--tokens", str(tokens), "--threads",
+                                  str(threads), "--sequences", ",".join(map(str, CANDIDATES))], python=str(py))
+            for n in QUANTS}
+
+
+def cpu_features() -> str:
+    """The CPU model and the SIMD flags that decide which kernels run (from /proc/cpuinfo)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    shown = [f for f in flags if f.startswith(CPU_FLAGS) or f.startswith("avx512")]
+    return f"{model}, {os.cpu_count()} logical CPUs; flags: {' '.join(shown) or 'none of ' + ' '.join(CPU_FLAGS)}"
+
+
+def print_llama_cpp(ll: dict, ours: dict, pre: dict) -> None:
+    """llama.cpp rows and every ratio llasa-rt / llama.cpp (same candidates/sequences, same prompt)."""
+    names = {"q4_0": "Q4_0 (head Q6_K)", "q4_0-head-q4_0": "Q4_0, head Q4_0", "q8_0": "Q8_0"}
+    print(f"\nllama.cpp (llama-cpp-python, GGUF of the same checkpoint, full {ll['q4_0']['n_vocab']}-row head; "
+          f"greedy), aggregate tok/s over 1/2/4/8 sequences in one batch:")
+    print(f"  built with: {ll['q4_0']['system_info'].strip()}")
+    print(f"{'path':38s} " + " ".join(f"{n:>8d}" for n in CANDIDATES) + "   8 vs 1")
+    print(f"{'llasa-rt int4':38s} " + " ".join(f"{ours[n]['agg_tok_s']:8.2f}" for n in CANDIDATES) +
+          f" {ours[8]['agg_tok_s'] / ours[1]['agg_tok_s']:8.2f}x")
+    for key, r in ll.items():
+        print(f"{'llama.cpp ' + names[key]:38s} " + " ".join(f"{r[n]['agg_tok_s']:8.2f}" for n in CANDIDATES) +
+              f" {r[8]['agg_tok_s'] / r[1]['agg_tok_s']:8.2f}x")
+    for key, r in ll.items():
+        print(f"{'llasa-rt / llama.cpp ' + names[key]:38s} " +
+              " ".join(f"{ours[n]['agg_tok_s'] / r[n]['agg_tok_s']:7.2f}x" for n in CANDIDATES))
+    print(f"\nprefill tok/s {'':24s} {PROMPT_LEN:>8d} {PREFILL_LONG_LEN:>8d} tokens")
+    print(f"{'llasa-rt int4':38s} {pre[PROMPT_LEN]:8.1f} {pre[PREFILL_LONG_LEN]:8.1f}")
+    for key, r in ll.items():
+        print(f"{'llama.cpp ' + names[key]:38s} {r['prefill_short']['tok_s']:8.1f} "
+              f"{r['prefill_long']['tok_s']:8.1f}")
+    for key, r in ll.items():
+        print(f"{'llasa-rt / llama.cpp ' + names[key]:38s} {pre[PROMPT_LEN] / r['prefill_short']['tok_s']:7.2f}x "
+              f"{pre[PREFILL_LONG_LEN] / r['prefill_long']['tok_s']:7.2f}x")
+    target = ours[1]["agg_tok_s"] / ll["q4_0"][1]["agg_tok_s"]
+    print(f"target: one stream vs llama.cpp Q4_0 = {target:.2f}x (target >= 1.20): "
+          f"{'met' if target >= 1.2 else 'NOT met'}")
+
+
+CHILDREN = {"llasa_rt": child_llasa_rt, "og": child_og, "transformers": child_transformers,
+            "llasa_rt_prefill": child_llasa_rt_prefill}
 
 
 def run(kind: str, path: Path, tokens: int, threads: int, *extra: str) -> dict:
@@ -168,6 +238,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="int4", choices=["int4", "int8", "fp32"])
     ap.add_argument("--skip-transformers", action="store_true", help="skip the slow transformers fp32 baseline")
+    ap.add_argument("--skip-llama-cpp", action="store_true", help="skip the llama.cpp rows")
     ap.add_argument("--bundle", help="benchmark this bundle instead of the random Llasa-1B one")
     ap.add_argument("--flavours", default=",".join(FLAVOURS),
                     help="LM flavours of the llasa_rt path, side by side (default fused,layered)")
@@ -181,6 +252,7 @@ def main() -> None:
         emit(CHILDREN[a.child](Path(a.path), a.tokens, a.threads, **extra))
         return
 
+    print(f"CPU: {cpu_features()}")
     flavours = [f for f in a.flavours.split(",") if f]
     if not flavours or any(f not in FLAVOURS for f in flavours):
         raise SystemExit(f"--flavours takes a comma-separated list of {', '.join(FLAVOURS)}")
@@ -191,8 +263,14 @@ def main() -> None:
     results = {f: run("llasa_rt", bundles[f], a.tokens, a.threads, *skip_long) for f in flavours}
     b = bundles[flavours[0]]
     ours = results[flavours[0]]
-    og_res = run("og", b, a.tokens, a.threads) if ours["flavour"] == "ort-cpu" else None
+    og_res = (run("og", b, a.tokens, a.threads)
+              if ours["flavour"] == "ort-cpu" and importlib.util.find_spec("onnxruntime_genai") else None)
+    if og_res is None:
+        print("onnxruntime-genai rows skipped: `pip install onnxruntime-genai==0.18.0` (bench only; it keeps the "
+              "installed onnxruntime >= 1.31); they run on the fused flavour")
     hf = None if a.skip_transformers else run("transformers", checkpoint(OUT), a.tokens, a.threads)
+    ll = None if a.skip_llama_cpp or a.bundle else run_llama_cpp(a.tokens, a.threads)
+    pre = {f: run("llasa_rt_prefill", bundles[f], a.tokens, a.threads) for f in flavours}
 
     one = ours[1]["agg_tok_s"]
     lm = json.loads((b / "manifest.json").read_text())["graphs"]["lm"]
@@ -234,6 +312,13 @@ def main() -> None:
               f"{'met' if agg8 >= 3.5 else 'NOT met'}")
     if hf:
         print(f"one stream vs transformers fp32: {one / hf['tok_s']:.1f}x")
+    for f in flavours:
+        print(f"llasa-rt {f} prefill tok/s: {PROMPT_LEN} tokens {pre[f][PROMPT_LEN]:.1f}, {PREFILL_LONG_LEN} tokens "
+              f"{pre[f][PREFILL_LONG_LEN]:.1f}")
+    if ll:
+        for f in flavours:
+            print(f"\nllasa-rt {f}:")
+            print_llama_cpp(ll, results[f], pre[f])
 
 
 if __name__ == "__main__":
