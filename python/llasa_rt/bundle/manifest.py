@@ -395,8 +395,10 @@ class Manifest:
             verifiers={k: VerifierEntry.from_json(verifiers_f.obj(k)) for k in verifiers_f.data},
             files=dict(files_f.data),
         )
-        if has_lm and manifest.model:
-            _check_lm_flavour(graphs[LM_GRAPH], manifest.model, graphs_f.obj(LM_GRAPH))
+        if manifest.model:
+            for name, entry in graphs.items():
+                if is_lm_graph(name) and entry.details.get("flavour") != PORTABLE_FLAVOUR:
+                    _check_lm_flavour(entry, manifest.model, graphs_f.obj(name))
         if manifest.model and manifest.tokens and manifest.model.vocab_size != manifest.tokens.vocab_size:
             raise top.fail("model.vocab_size", f"({manifest.model.vocab_size}) differs from tokens.vocab_size "
                                                f"({manifest.tokens.vocab_size})")
