@@ -1,5 +1,128 @@
-"""llasa_rt.calibration: quantisation calibration (activation ranges, smoothing, Q/DQ insertion for INT8/INT4).
+"""llasa_rt.calibration: explicit quantisation (Q/DQ) of a bundle's LM graph for TensorRT and ONNX Runtime.
 
-Reserved for the TensorRT path's explicit quantisation; nothing lives here yet. How far a quantised bundle
-drifts from a reference (`llasa-rt compare`) is measured by `llasa_rt.evaluation`.
+`quantize_bundle` calibrates a float LM graph of a bundle on Llasa prompts (plus speech tokens the graph writes
+itself), rewrites its linears as W8A8 INT8 (SmoothQuant) or W4A16 INT4 (blockwise, AWQ-style scales) with
+standard QuantizeLinear / DequantizeLinear, and adds the result to the bundle as a new graph entry
+(`<graph>_<scheme>`, files `<stem>.<scheme>.onnx` + `.data`), leaving every existing file as it was. The
+recipes are in `qdq`, the calibration data in `collect`, the graph rewriting in `graph`; docs/gpu.md
+("Quantisation recipes") says why these and how far they drift. Nothing here imports torch.
 """
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from llasa_rt.errors import InputError
+
+from .qdq import HEAD_CHOICES, SCHEMES, QuantOptions, QuantReport
+
+DEFAULT_STEPS = 32  # speech tokens generated per calibration prompt
+
+
+def source_entry(bundle: Any, graph: str | None) -> tuple[str, Any]:
+    """(entry name, GraphEntry) of the float graph `graph` (an entry name or its file name; default: the LM)."""
+    from llasa_rt.bundle import LM_GRAPH
+
+    entries = bundle.manifest.graphs
+    if graph is None:
+        graph = LM_GRAPH
+    for name, entry in entries.items():
+        if graph in (name, entry.path_name):
+            if entry.precision not in ("fp32", "fp16"):
+                raise InputError(f"graph '{graph}' is already {entry.precision}; quantise an fp32 or fp16 graph")
+            if not entry.path_name.endswith(".onnx"):
+                raise InputError(f"graph '{graph}' is not an ONNX graph ({entry.path_name})")
+            return name, entry
+    have = ", ".join(f"{n} ({e.path_name})" for n, e in entries.items())
+    raise InputError(f"bundle '{bundle.root}' has no graph '{graph}'; it has: {have}")
+
+
+def quantize_bundle(bundle_path: str | Path, scheme: str, graph: str | None = None, texts: list[str] | None = None,
+                    alpha: float = 0.5, block_size: int = 128, awq: bool = True, smooth_mul: bool = False,
+                    head: str = "same", steps: int = DEFAULT_STEPS, threads: int | None = None,
+                    overwrite: bool = False, log: Callable[[str], None] | None = None) -> str:
+    """Adds a Q/DQ-quantised copy of a bundle's float LM graph; returns the new graph entry's name.
+
+    Args:
+        bundle_path: the bundle folder (written in place: two new files and an updated manifest.json).
+        scheme: "int8" (W8A8, SmoothQuant) or "int4" (W4A16, blockwise weight-only).
+        graph: the float graph to quantise, by entry or file name (default: the "lm" entry).
+        texts: calibration texts (default: the packaged prompt set of `llasa-rt compare`).
+        alpha: int8 SmoothQuant migration strength in [0, 1] (0: no smoothing).
+        block_size: int4 block size along the input features (must divide every linear's K).
+        awq: int4 activation-aware scale search.
+        smooth_mul: smooth linears whose input is not a norm's output through an inserted Mul.
+        head: the output head: "same" (quantised like the rest), "int8" (weight-only per-channel), "float".
+        steps: speech tokens generated per calibration text.
+        threads: ONNX Runtime threads for calibration.
+        overwrite: replace an existing graph entry of the same name.
+        log: progress messages.
+    """
+    from llasa_rt._version import __version__
+    from llasa_rt.bundle import Bundle, GraphEntry
+    from llasa_rt.bundle.writer import check_writable, hash_files, write_manifest
+    from llasa_rt.evaluation.drift import default_prompts
+    from llasa_rt.prompt import PromptBuilder
+
+    from .collect import collect
+    from .graph import GraphFile
+    from .qdq import check_blocks, quantize_graph
+
+    log = log or (lambda msg: None)
+    options = QuantOptions(scheme=scheme, alpha=alpha, smooth_mul=smooth_mul, block_size=block_size, awq=awq,
+                           head=head)
+    options.validate()
+    if not 0 <= steps <= 4096:
+        raise InputError(f"--steps must be in [0, 4096], not {steps}")
+    bundle = Bundle.open(bundle_path, verify="fast")
+    model, tokens, _ = bundle.manifest.lm_parts()
+    options.head_rows = tokens.head_rows
+    src_name, src = source_entry(bundle, graph)
+    new_name = f"{src_name}_{scheme}"
+    stem = src.path_name[: -len(".onnx")]
+    out_file = f"{stem}.{scheme}.onnx"
+    if (new_name in bundle.manifest.graphs or bundle.path(out_file).exists()) and not overwrite:
+        raise InputError(f"bundle '{bundle.root}' already has {out_file} (graph '{new_name}'); pass --overwrite to "
+                         "replace it")
+    check_writable(bundle.root, "add a quantised graph")
+    if scheme == "int4":
+        check_blocks(GraphFile(bundle.path(src.path_name)), options)
+    builder = PromptBuilder.from_bundle(bundle)
+    texts = texts or default_prompts()
+    token_prompts = [builder.build(t) for t in texts]
+    longest = max(len(p) for p in token_prompts) + steps + 1
+    if longest > model.max_context:
+        raise InputError(f"calibration needs {longest} tokens, more than the {model.max_context}-token context; "
+                         "use shorter prompts or fewer --steps")
+    t0 = time.time()
+    calib = collect(bundle.path(src.path_name), token_prompts, tokens.head_token_ids(), tokens.speech_count,
+                    model.max_context, steps=steps, threads=threads, log=log)
+    log(f"calibrated on {calib.positions} positions in {time.time() - t0:.1f} s")
+    g = GraphFile(bundle.path(src.path_name))
+    report: QuantReport = quantize_graph(g, calib, options, log)
+    opset = g.opset
+    files = g.save(bundle.path(out_file), {"llasa_rt.precision": scheme, "llasa_rt.source_graph": src.path_name})
+    log(f"{out_file} written ({report.quantized} linears quantised) in {time.time() - t0:.1f} s")
+    recipe: dict[str, Any] = {"scheme": "W8A8 SmoothQuant" if scheme == "int8" else "W4A16 blockwise",
+                              "format": "QuantizeLinear/DequantizeLinear (standard ONNX)", "head": head,
+                              "symmetric": True}
+    if scheme == "int8":
+        recipe.update(alpha=alpha, weights="per-output-channel int8", activations="per-tensor int8 absmax",
+                      smooth_mul=smooth_mul)
+    else:
+        recipe.update(block_size=block_size, awq=awq, weights="int4 blocks along K, zero point 0")
+    details = {**src.details, "source_graph": src_name, "recipe": recipe, **report.to_json(),
+               "calibration": {"prompts": calib.prompts, "speech_tokens_per_prompt": calib.steps,
+                               "positions": calib.positions, "llasa_rt_version": __version__}}
+    manifest = Bundle.open(bundle.root, verify="fast").manifest  # re-read: keep what changed meanwhile
+    manifest.graphs[new_name] = GraphEntry(files=hash_files(bundle.root, files), backend=src.backend,
+                                           precision=scheme, opset=opset, details=details)
+    write_manifest(bundle.root, manifest)
+    return new_name
+
+
+__all__ = ["DEFAULT_STEPS", "HEAD_CHOICES", "SCHEMES", "QuantOptions", "QuantReport", "quantize_bundle",
+           "source_entry"]

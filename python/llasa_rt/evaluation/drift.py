@@ -3,8 +3,11 @@
 Both bundles' LMs are fed the same token sequences (teacher forcing): a Llasa prompt for each text of a
 prompt set, then the reference's own greedy speech tokens. At every step we compare the two distributions
 over the 65,537 speech rows: top-1 agreement, KL(reference || candidate) at temperature 1, and the largest
-logit difference. On trained weights this says how much int8 / int4 / fp16 change the model; on random
-weights (the tests) it only orders the precisions.
+logit difference. Then both run free (greedy, each on its own tokens) for the same number of steps: the greedy
+agreement is the share of those steps before the first token where they part. On trained weights this says
+how much int8 / int4 / fp16 change the model; on random weights (the tests) it only orders the precisions.
+Any LM graph of a bundle can be compared (`graph`: an entry or file name, e.g. a Q/DQ graph written by
+`llasa-rt quantize`), whichever KV layout it has (`LmRunner`).
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.ort import GrowingPastLm
-from ..bundle import Bundle
+from ..bundle import LM_GRAPH, Bundle
 from ..errors import InputError
 from ..prompt import PromptBuilder
+from .lm_runner import LmRunner
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -44,37 +47,68 @@ class DriftReport:
     mean_kl: float  # mean KL(reference || candidate) in nats over the 65,537 rows
     max_kl: float  # largest per-position KL
     max_abs_logit_diff: float  # largest |logit difference| anywhere
+    greedy_agreement: float | None = None  # free-running greedy: share of steps before the first different token
 
     def __str__(self) -> str:
+        greedy = "" if self.greedy_agreement is None else (
+            f", greedy agreement {100 * self.greedy_agreement:.1f}% of {self.steps // self.prompts - 1} steps")
         return (f"{self.steps} positions over {self.prompts} prompts: top-1 agreement "
                 f"{100 * self.top1_agreement:.1f}%, KL mean {self.mean_kl:.4g} / max {self.max_kl:.4g} nats, "
-                f"max |logit diff| {self.max_abs_logit_diff:.4g}")
+                f"max |logit diff| {self.max_abs_logit_diff:.4g}{greedy}")
+
+
+def lm_graph(bundle: Bundle, graph: str | None) -> Path:
+    """Path of a bundle's LM graph: the "lm" entry, or the entry / file named `graph`."""
+    if graph is None:
+        return bundle.path(bundle.graph(LM_GRAPH).path_name)
+    for name, entry in bundle.manifest.graphs.items():
+        if graph in (name, entry.path_name):
+            if not entry.path_name.endswith(".onnx"):
+                raise InputError(f"graph '{graph}' of bundle '{bundle.root}' is not an ONNX graph")
+            return bundle.path(entry.path_name)
+    have = ", ".join(f"{n} ({e.path_name})" for n, e in bundle.manifest.graphs.items())
+    raise InputError(f"bundle '{bundle.root}' has no graph '{graph}'; it has: {have}")
+
+
+def _greedy(lm: LmRunner, prompt: list[int], steps: int, head_ids: np.ndarray, speech_count: int) -> list[int]:
+    lm.reset()
+    ids, out = np.asarray([prompt], np.int64), []
+    for _ in range(steps):
+        row = int(np.argmax(lm.step(ids)[0, :speech_count]))
+        out.append(row)
+        ids = np.array([[head_ids[row]]], np.int64)
+    return out
 
 
 def measure_drift(reference: str | Path, candidate: str | Path, texts: list[str] | None = None,
                   steps: int = 32, threads: int | None = None,
-                  log: Callable[[str], None] | None = None) -> DriftReport:
+                  log: Callable[[str], None] | None = None, reference_graph: str | None = None,
+                  candidate_graph: str | None = None, greedy: bool = True) -> DriftReport:
     """Compares `candidate`'s LM with `reference`'s on the same tokens (see the module docstring)."""
     ref_b, cand_b = Bundle.open(reference, verify="fast"), Bundle.open(candidate, verify="fast")
     if ref_b.manifest.prompt != cand_b.manifest.prompt or ref_b.manifest.tokens != cand_b.manifest.tokens:
         raise InputError("the two bundles render prompts differently; export both from the same checkpoint")
     builder = PromptBuilder.from_bundle(ref_b)
-    ref, cand = GrowingPastLm.from_bundle(ref_b, threads), GrowingPastLm.from_bundle(cand_b, threads)
+    ref_model, _, _ = ref_b.manifest.lm_parts()
+    cand_model, _, _ = cand_b.manifest.lm_parts()
+    ref = LmRunner(lm_graph(ref_b, reference_graph), ref_model.max_context, threads)
+    cand = LmRunner(lm_graph(cand_b, candidate_graph), cand_model.max_context, threads)
     texts = texts or default_prompts()
     tokens = builder.tokens
     head_ids = tokens.head_token_ids()
     longest = max(len(builder.build(t)) for t in texts) + steps + 1
-    context = min(ref.model.max_context, cand.model.max_context)
+    context = min(ref.max_context, cand.max_context)
     if longest > context:
         raise InputError(f"{steps} steps after the longest prompt need {longest} tokens, more than the "
                          f"{context}-token context; use at most --steps {max(0, steps - (longest - context))}")
-    agree, kls, worst = [], [], 0.0
+    agree, kls, worst, parted = [], [], 0.0, []
     for n, text in enumerate(texts):
         if log:
             log(f"prompt {n + 1}/{len(texts)}: {steps} steps")
         ref.reset()
         cand.reset()
         ids = np.asarray([builder.build(text)], np.int64)
+        rows = []  # the reference's greedy rows: the teacher forcing follows its own free greedy run
         for _ in range(steps + 1):
             a, b = ref.step(ids), cand.step(ids)
             la, lb = _log_softmax(a[0]), _log_softmax(b[0])
@@ -82,6 +116,11 @@ def measure_drift(reference: str | Path, candidate: str | Path, texts: list[str]
             agree.append(int(np.argmax(a[0])) == int(np.argmax(b[0])))
             worst = max(worst, float(np.abs(a - b).max()))
             row = int(np.argmax(a[0, :tokens.speech_count]))  # continue with the reference's greedy speech token
+            rows.append(row)
             ids = np.array([[head_ids[row]]], np.int64)
+        if greedy:
+            own = _greedy(cand, builder.build(text), steps, head_ids, tokens.speech_count)
+            parted.append(next((i for i, (x, y) in enumerate(zip(rows, own)) if x != y), steps) / steps)
     return DriftReport(prompts=len(texts), steps=len(kls), top1_agreement=float(np.mean(agree)),
-                       mean_kl=float(np.mean(kls)), max_kl=float(np.max(kls)), max_abs_logit_diff=worst)
+                       mean_kl=float(np.mean(kls)), max_kl=float(np.max(kls)), max_abs_logit_diff=worst,
+                       greedy_agreement=float(np.mean(parted)) if greedy else None)
