@@ -42,8 +42,9 @@ def source_entry(bundle: Any, graph: str | None) -> tuple[str, Any]:
 
 def quantize_bundle(bundle_path: str | Path, scheme: str, graph: str | None = None, texts: list[str] | None = None,
                     alpha: float = 0.5, block_size: int = 128, awq: bool = True, smooth_mul: bool = False,
-                    head: str = "same", steps: int = DEFAULT_STEPS, threads: int | None = None,
-                    overwrite: bool = False, log: Callable[[str], None] | None = None) -> str:
+                    head: str = "same", clip_search: bool = False, steps: int = DEFAULT_STEPS,
+                    threads: int | None = None, overwrite: bool = False,
+                    log: Callable[[str], None] | None = None) -> str:
     """Adds a Q/DQ-quantised copy of a bundle's float LM graph; returns the new graph entry's name.
 
     Args:
@@ -56,6 +57,7 @@ def quantize_bundle(bundle_path: str | Path, scheme: str, graph: str | None = No
         awq: int4 activation-aware scale search.
         smooth_mul: smooth linears whose input is not a norm's output through an inserted Mul.
         head: the output head: "same" (quantised like the rest), "int8" (weight-only per-channel), "float".
+        clip_search: int8 activation ranges by least output error on the calibration sample (else the max).
         steps: speech tokens generated per calibration text.
         threads: ONNX Runtime threads for calibration.
         overwrite: replace an existing graph entry of the same name.
@@ -73,7 +75,7 @@ def quantize_bundle(bundle_path: str | Path, scheme: str, graph: str | None = No
 
     log = log or (lambda msg: None)
     options = QuantOptions(scheme=scheme, alpha=alpha, smooth_mul=smooth_mul, block_size=block_size, awq=awq,
-                           head=head)
+                           head=head, clip_search=clip_search)
     options.validate()
     if not 0 <= steps <= 4096:
         raise InputError(f"--steps must be in [0, 4096], not {steps}")
@@ -110,8 +112,8 @@ def quantize_bundle(bundle_path: str | Path, scheme: str, graph: str | None = No
                               "format": "QuantizeLinear/DequantizeLinear (standard ONNX)", "head": head,
                               "symmetric": True}
     if scheme == "int8":
-        recipe.update(alpha=alpha, weights="per-output-channel int8", activations="per-tensor int8 absmax",
-                      smooth_mul=smooth_mul)
+        recipe.update(alpha=alpha, weights="per-output-channel int8", smooth_mul=smooth_mul,
+                      activations="per-tensor int8, " + ("clip searched" if clip_search else "calibrated max"))
     else:
         recipe.update(block_size=block_size, awq=awq, weights="int4 blocks along K, zero point 0")
     details = {**src.details, "source_graph": src_name, "recipe": recipe, **report.to_json(),

@@ -110,7 +110,11 @@ class GraphFile:
             if isinstance(value, Packed):
                 raise TypeError(f"{name} is packed")
             return value
-        return numpy_helper.to_array(self.inits[name], base_dir=str(self.path.parent))
+        t = self.inits[name]
+        if t.data_location != TensorProto.EXTERNAL:
+            return numpy_helper.to_array(t)
+        dims, data_type, payload = self._external(t)
+        return numpy_helper.to_array(helper.make_tensor(name, data_type, dims, payload, raw=True))
 
     def linears(self) -> list[Linear]:
         """The MatMuls whose second input is a 2-D fp32/fp16 initializer, in graph order."""
@@ -195,7 +199,8 @@ class GraphFile:
             self.before.clear()
             self.replaced.clear()
             for k, v in (metadata or {}).items():
-                entry = next((p for p in self.model.metadata_props if p.key == k), None) or self.model.metadata_props.add()
+                props = self.model.metadata_props
+                entry = next((p for p in props if p.key == k), None) or props.add()
                 entry.key, entry.value = k, v
             onnx.save_model(self.model, str(tmp_graph))
             os.replace(tmp_data, path.parent / data_name)
@@ -216,6 +221,10 @@ class GraphFile:
             return tuple(arr.shape), NP_TYPES[arr.dtype], arr.astype(arr.dtype.newbyteorder("<")).tobytes()
         if t.data_location != TensorProto.EXTERNAL:
             return None
+        return self._external(t)
+
+    def _external(self, t: TensorProto) -> tuple[tuple[int, ...], int, bytes]:
+        """(dims, data type, bytes) of an initializer stored in an external data file next to the graph."""
         info = {e.key: e.value for e in t.external_data}
         with open(self.path.parent / info["location"], "rb") as f:
             f.seek(int(info.get("offset", 0)))

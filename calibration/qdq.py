@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from llasa_rt.errors import InputError
 
 from .collect import Calibration
@@ -33,6 +34,7 @@ NORM_GAMMA = {  # normalisation op -> index of its per-channel weight input (and
     "RMSNormalization": (1, None), "LayerNormalization": (1, 2),
 }
 AWQ_GRID = tuple(round(0.1 * i, 1) for i in range(11))
+CLIP_GRID = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)  # int8 activation ranges tried, as fractions of the calibrated max
 
 
 @dataclass
@@ -46,6 +48,7 @@ class QuantOptions:
     awq: bool = True  # int4: activation-aware scale search (folded like SmoothQuant's scales)
     head: str = "same"  # the output head: "same" as the scheme, "int8" weight-only per-channel, "float" kept
     head_rows: int = 0  # output features that identify the head (0: no head handling)
+    clip_search: bool = False  # int8: activation range by least output error on the calibration sample (else max)
 
     def validate(self) -> None:
         if self.scheme not in SCHEMES:
@@ -67,10 +70,13 @@ class QuantReport:
     smoothed_mul: int = 0  # linear inputs smoothed through an inserted Mul
     awq_alpha: dict[str, float] = field(default_factory=dict)  # int4: chosen exponent per activation tensor
     awq_error_ratio: float = 1.0  # int4: output error with the chosen scales / with plain round-to-nearest
+    clip_ratios: dict[str, float] = field(default_factory=dict)  # int8 clip search: range / max per activation
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"quantized_linears": self.quantized, "smoothed_folded": self.smoothed_folded,
                                "smoothed_mul": self.smoothed_mul}
+        if self.clip_ratios:
+            out["clip_ratios"] = sorted(set(self.clip_ratios.values()))
         if self.awq_alpha:
             out["awq_alphas"] = sorted(set(self.awq_alpha.values()))
             out["awq_error_ratio_vs_rtn"] = round(self.awq_error_ratio, 4)
@@ -254,6 +260,23 @@ def check_blocks(graph: GraphFile, options: QuantOptions) -> None:
                      f"(TensorRT rejects partial blocks); use --block-size {max(fits)}")
 
 
+def _clip_search(x: np.ndarray, weights: list[np.ndarray], absmax: float) -> float:
+    """The activation range (a fraction of absmax from CLIP_GRID) with the least W8A8 output error on the sample."""
+    x = x.astype(np.float32)
+    pairs = []
+    for w in weights:
+        q, scale = quantize_int8_columns(w)
+        pairs.append((x @ w, q.astype(np.float32) * scale))
+    best, best_err = 1.0, np.inf
+    for r in CLIP_GRID:
+        step = max(r * absmax, 1e-8) / 127.0
+        xq = np.clip(np.rint(x / step), -128, 127) * step
+        err = sum(float(np.square(xq @ wq - ref).sum()) for ref, wq in pairs)
+        if err < best_err:
+            best, best_err = r, err
+    return best
+
+
 def quantize_graph(graph: GraphFile, calib: Calibration, options: QuantOptions,
                    log: Callable[[str], None] | None = None) -> QuantReport:
     """Rewrites `graph` in memory (save it afterwards) with the Q/DQ of `options.scheme`."""
@@ -281,7 +304,7 @@ def quantize_graph(graph: GraphFile, calib: Calibration, options: QuantOptions,
         if mode == "float":
             continue
         weights: dict[str, np.ndarray] = {}
-        absmax = st.absmax
+        absmax, sample = st.absmax, st.sample
         can_smooth = options.smooth_mul or fold_target(graph, x, members) is not None
         if mode == "int8" and options.scheme == "int8" and options.alpha > 0 and can_smooth:
             w_absmax = np.max([np.abs(graph.array(m.weight)).max(axis=1) for m in members], axis=0)
@@ -289,6 +312,7 @@ def quantize_graph(graph: GraphFile, calib: Calibration, options: QuantOptions,
             weights = _smooth(graph, x, members, s, report, options.smooth_mul)
             if weights:
                 absmax = float((st.channel_absmax / s).max())
+                sample = st.sample / s
         elif mode == "int4" and options.awq and can_smooth:
             ws = [graph.array(m.weight).astype(np.float32) for m in members]
             a, s, err, rtn = _awq_search(st.sample, ws, st.channel_absmean, options.block_size)
@@ -296,15 +320,20 @@ def quantize_graph(graph: GraphFile, calib: Calibration, options: QuantOptions,
             report.awq_alpha[x] = a
             if a > 0:
                 weights = _smooth(graph, x, members, s, report, options.smooth_mul)
+        final = {}
         for m in members:
             w = weights.get(m.weight)
-            w = graph.array(m.weight).astype(np.float32) if w is None else w
+            final[m.weight] = graph.array(m.weight).astype(np.float32) if w is None else w
             if mode == "int4":
-                _weight_int4(graph, m, w, options.block_size)
+                _weight_int4(graph, m, final[m.weight], options.block_size)
             else:
-                _weight_int8(graph, m, w)
+                _weight_int8(graph, m, final[m.weight])
             report.quantized += 1
         if mode == "int8" and options.scheme == "int8":
+            if options.clip_search:
+                ratio = _clip_search(sample, list(final.values()), absmax)
+                report.clip_ratios[x] = ratio
+                absmax *= ratio
             _activation_int8(graph, members, absmax)
     if total_rtn > 0:
         report.awq_error_ratio = total_err / total_rtn

@@ -120,7 +120,8 @@ def measure_drift(reference: str | Path, candidate: str | Path, texts: list[str]
             ids = np.array([[head_ids[row]]], np.int64)
         if greedy:
             own = _greedy(cand, builder.build(text), steps, head_ids, tokens.speech_count)
-            parted.append(next((i for i, (x, y) in enumerate(zip(rows, own)) if x != y), steps) / steps)
+            same = [x == y for x, y in zip(rows[:steps], own, strict=True)]
+            parted.append((same.index(False) if False in same else steps) / steps)
     return DriftReport(prompts=len(texts), steps=len(kls), top1_agreement=float(np.mean(agree)),
                        mean_kl=float(np.mean(kls)), max_kl=float(np.max(kls)), max_abs_logit_diff=worst,
                        greedy_agreement=float(np.mean(parted)) if greedy else None)
