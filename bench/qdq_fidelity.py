@@ -73,8 +73,7 @@ def main() -> int:
                                     threads=args.threads, overwrite=True, **kw)
             seconds = time.time() - t0
             qfile = Bundle.open(scratch, verify="fast").graph(entry).path_name
-            r = measure_drift(scratch, scratch, texts, args.steps, args.threads, reference_graph=graph_file,
-                              candidate_graph=qfile)
+            r = measure_drift(scratch / graph_file, scratch / qfile, texts, args.steps, args.threads)
             mb = sum((scratch / f).stat().st_size for f in (qfile, qfile + ".data")) / 1e6
             print(f"| {name} | {100 * r.top1_agreement:.1f}% | {r.mean_kl:.4f} | {r.max_kl:.4f} | "
                   f"{100 * r.greedy_agreement:.1f}% | {mb:.0f} | {seconds:.0f} |", flush=True)

@@ -2,9 +2,9 @@
 
 `quantize_bundle` calibrates a float LM graph of a bundle on Llasa prompts (plus speech tokens the graph writes
 itself), rewrites its linears as W8A8 INT8 (SmoothQuant) or W4A16 INT4 (blockwise, AWQ-style scales) with
-standard QuantizeLinear / DequantizeLinear, and adds the result to the bundle as a new graph entry
-(`<graph>_<scheme>`, files `<stem>.<scheme>.onnx` + `.data`), leaving every existing file as it was. The
-recipes are in `qdq`, the calibration data in `collect`, the graph rewriting in `graph`; docs/gpu.md
+standard QuantizeLinear / DequantizeLinear, and adds the result to the bundle as a new LM graph entry
+(`<graph>.<scheme>`, e.g. "lm.portable.int8", files `<stem>.<scheme>.onnx` + `.data`), leaving every existing
+file as it was. The recipes are in `qdq`, the calibration data in `collect`, the graph rewriting in `graph`; docs/gpu.md
 ("Quantisation recipes") says why these and how far they drift. Nothing here imports torch.
 """
 
@@ -23,21 +23,21 @@ DEFAULT_STEPS = 32  # speech tokens generated per calibration prompt
 
 
 def source_entry(bundle: Any, graph: str | None) -> tuple[str, Any]:
-    """(entry name, GraphEntry) of the float graph `graph` (an entry name or its file name; default: the LM)."""
-    from llasa_rt.bundle import LM_GRAPH
-
+    """(entry name, GraphEntry) of the float LM graph `graph` (an entry or file name; default: the bundle's default
+    LM)."""
     entries = bundle.manifest.graphs
     if graph is None:
-        graph = LM_GRAPH
-    for name, entry in entries.items():
+        graph = bundle.manifest.default_lm()
+    for name in bundle.manifest.lm_graphs():
+        entry = entries[name]
         if graph in (name, entry.path_name):
             if entry.precision not in ("fp32", "fp16"):
                 raise InputError(f"graph '{graph}' is already {entry.precision}; quantise an fp32 or fp16 graph")
             if not entry.path_name.endswith(".onnx"):
                 raise InputError(f"graph '{graph}' is not an ONNX graph ({entry.path_name})")
             return name, entry
-    have = ", ".join(f"{n} ({e.path_name})" for n, e in entries.items())
-    raise InputError(f"bundle '{bundle.root}' has no graph '{graph}'; it has: {have}")
+    have = ", ".join(entries[n].path_name for n in bundle.manifest.lm_graphs())
+    raise InputError(f"bundle '{bundle.root}' has no LM graph '{graph}'; its LM graphs: {have}")
 
 
 def quantize_bundle(bundle_path: str | Path, scheme: str, graph: str | None = None, texts: list[str] | None = None,
@@ -64,7 +64,7 @@ def quantize_bundle(bundle_path: str | Path, scheme: str, graph: str | None = No
         log: progress messages.
     """
     from llasa_rt._version import __version__
-    from llasa_rt.bundle import Bundle, GraphEntry
+    from llasa_rt.bundle import PORTABLE_FLAVOUR, Bundle, GraphEntry
     from llasa_rt.bundle.writer import check_writable, hash_files, write_manifest
     from llasa_rt.evaluation.drift import default_prompts
     from llasa_rt.prompt import PromptBuilder
@@ -83,7 +83,7 @@ def quantize_bundle(bundle_path: str | Path, scheme: str, graph: str | None = No
     model, tokens, _ = bundle.manifest.lm_parts()
     options.head_rows = tokens.head_rows
     src_name, src = source_entry(bundle, graph)
-    new_name = f"{src_name}_{scheme}"
+    new_name = f"{src_name}.{scheme}"  # an LM entry ("lm.<variant>"): Engine(BUNDLE/<file>) and compare run it
     stem = src.path_name[: -len(".onnx")]
     out_file = f"{stem}.{scheme}.onnx"
     if (new_name in bundle.manifest.graphs or bundle.path(out_file).exists()) and not overwrite:
@@ -100,8 +100,9 @@ def quantize_bundle(bundle_path: str | Path, scheme: str, graph: str | None = No
         raise InputError(f"calibration needs {longest} tokens, more than the {model.max_context}-token context; "
                          "use shorter prompts or fewer --steps")
     t0 = time.time()
-    calib = collect(bundle.path(src.path_name), token_prompts, tokens.head_token_ids(), tokens.speech_count,
-                    model.max_context, steps=steps, threads=threads, log=log)
+    calib = collect(bundle.path(src.path_name), bundle.manifest.lm_model(src_name),
+                    src.details.get("flavour") == PORTABLE_FLAVOUR, token_prompts, tokens.head_token_ids(),
+                    tokens.speech_count, steps=steps, threads=threads, log=log)
     log(f"calibrated on {calib.positions} positions in {time.time() - t0:.1f} s")
     g = GraphFile(bundle.path(src.path_name))
     report: QuantReport = quantize_graph(g, calib, options, log)

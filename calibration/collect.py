@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from llasa_rt.bundle import ModelFacts
 from llasa_rt.layout import LmIo
 
 from .graph import NP_TYPES, GraphFile
@@ -80,36 +81,39 @@ def _speech_token(logits: np.ndarray, head_ids: np.ndarray, speech_count: int, r
     return int(head_ids[rng.choice(speech_count, p=p / p.sum())])
 
 
-def collect(graph_path: Path, token_prompts: list[list[int]], head_ids: np.ndarray, speech_count: int,
-            max_context: int, steps: int = 32, sample_rows: int = 256, threads: int | None = None, seed: int = 0,
-            log: Callable[[str], None] | None = None) -> Calibration:
-    """Runs the prompts (+ `steps` self-generated speech tokens each) through the graph; returns the statistics."""
-    from llasa_rt.evaluation.lm_runner import LmRunner
+def collect(graph_path: Path, model: ModelFacts, portable: bool, token_prompts: list[list[int]],
+            head_ids: np.ndarray, speech_count: int, steps: int = 32, sample_rows: int = 256,
+            threads: int | None = None, seed: int = 0, log: Callable[[str], None] | None = None) -> Calibration:
+    """Runs the prompts (+ `steps` self-generated speech tokens each) through an LM graph (`portable`: the
+    standard-operator graph with capacity KV inputs, else lm.onnx's layout); returns the statistics."""
+    from llasa_rt.backends.ort import GrowingPastLm
+    from llasa_rt.backends.portable import PortableLm
 
     src = GraphFile(graph_path)
     linears = src.linears()
     tensors = list(dict.fromkeys(lin.input for lin in linears))
     dtypes = {lin.input: lin.dtype for lin in linears}
-    model = src.model
-    existing = {o.name for o in model.graph.output}
+    proto = src.model
+    existing = {o.name for o in proto.graph.output}
     for name in tensors:
         if name not in existing:
-            model.graph.output.append(helper.make_tensor_value_info(name, NP_TYPES[np.dtype(dtypes[name])], None))
+            proto.graph.output.append(helper.make_tensor_value_info(name, NP_TYPES[np.dtype(dtypes[name])], None))
     # The probe graph sits next to the original so that its external data reference resolves to the same file.
     probe = graph_path.parent / f".{graph_path.stem}.calibration-{os.getpid()}.onnx"
     stats = {name: ActivationStats(rng=np.random.default_rng(seed + i)) for i, name in enumerate(tensors)}
     rng = np.random.default_rng(seed)
     positions = 0
     try:
-        onnx.save_model(model, str(probe))
-        runner = LmRunner(probe, max_context, threads)
+        onnx.save_model(proto, str(probe))
+        runner = (PortableLm if portable else GrowingPastLm)(probe, model, threads)
         for n, prompt in enumerate(token_prompts):
             if log:
                 log(f"calibration prompt {n + 1}/{len(token_prompts)} ({len(prompt)} tokens + {steps} speech tokens)")
             runner.reset()
             ids = np.asarray([prompt], np.int64)
             for _ in range(steps + 1):
-                out = runner.run(ids)
+                runner.step(ids)
+                out = runner.outputs
                 positions += ids.shape[1]
                 for name in tensors:
                     stats[name].add(out[name], sample_rows)

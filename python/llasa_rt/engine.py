@@ -26,8 +26,8 @@ import numpy as np
 
 from . import _core
 from .audio import Audio
-from .backends import RuntimeOptions, create_codec, create_lm
-from .bundle import CODEC_GRAPH, Bundle
+from .backends import RuntimeOptions, create_codec, create_lm, locate_lm
+from .bundle import CODEC_GRAPH
 from .bundle.voices import read_voice
 from .codec import CodecDecoder, StreamingConfig
 from .errors import BundleError, InputError
@@ -116,7 +116,9 @@ class Engine:
     """Llasa text-to-speech from an engine bundle.
 
     Args:
-        bundle: bundle folder written by `llasa-rt export`.
+        bundle: bundle folder written by `llasa-rt export`, or an LM graph file inside one ("llasa-1b/lm.onnx",
+            "llasa-1b/lm.portable.onnx", "llasa-1b/lm.plan"), which picks that graph (and its backend) from the
+            manifest; the folder runs its default LM ("lm" when present).
         threads: ONNX Runtime intra-op threads per session (None: ONNX Runtime's default, the physical cores).
         providers: ONNX Runtime execution providers, e.g. ["CUDAExecutionProvider", "CPUExecutionProvider"]
             (default: CPU).
@@ -127,14 +129,15 @@ class Engine:
     def __init__(self, bundle: str | Path, threads: int | None = None, providers: list[str] | None = None, *,
                  verify: str = "full", sampler_threads: int = 1) -> None:
         self.runtime = RuntimeOptions(threads=threads, providers=providers, sampler_threads=sampler_threads)
-        self.bundle = Bundle.open(bundle, verify=verify)
+        self.bundle, self.lm_graph = locate_lm(bundle, verify=verify)
         m = self.bundle.manifest
-        self.model, self.tokens, _ = m.lm_parts()
+        _, self.tokens, _ = m.lm_parts()
+        self.model = m.lm_model(self.lm_graph)
         self.max_context = self.model.max_context
         self.defaults = m.generation
         self.sample_rate = m.audio.sample_rate
         self.prompt = PromptBuilder.from_bundle(self.bundle)
-        self.lm = create_lm(self.bundle, self.runtime)
+        self.lm = create_lm(self.bundle, self.runtime, self.lm_graph)
         self._scorer_cache: dict[str, Scorer] = {}
         self.codec: CodecDecoder | None = create_codec(self.bundle, self.runtime) if CODEC_GRAPH in m.graphs else None
         self._lock = threading.Lock()

@@ -4,11 +4,15 @@
     generator = runner.generator(slots=8)                       # KV cache for 8 candidates (grown on demand)
     codec = create_codec(bundle, RuntimeOptions(threads=2))     # the X-Codec2 decoder
 
-| manifest backend   | LM                                  | codec                    |
-|--------------------|-------------------------------------|--------------------------|
-| `onnxruntime`      | `ort.OrtLmBackend` (CPU provider)   | `codec.CodecDecoder`     |
-| `onnxruntime-cuda` | not in this version (GPU issue)     | not in this version      |
-| `tensorrt`         | not in this version (GPU issue)     | not in this version      |
+| manifest backend   | LM                                                | codec                    |
+|--------------------|---------------------------------------------------|--------------------------|
+| `onnxruntime`      | `ort.OrtLmBackend` (CPU provider);                | `codec.CodecDecoder`     |
+|                    | flavour "portable": `portable.PortableLmBackend`  |                          |
+| `onnxruntime-cuda` | not in this version (GPU issue)                   | not in this version      |
+| `tensorrt`         | not in this version (GPU issue)                   | not in this version      |
+
+A bundle may hold several LM entries ("lm", "lm.portable", ...): `create_lm(bundle, runtime, graph)` runs the one
+named (default: `Manifest.default_lm()`); `Engine("BUNDLE/lm.portable.onnx")` picks it by its file.
 
 A new backend is a `_core.Backend` subclass (Python, or C++ bound through csrc/) plus one entry in
 `_LM_BACKENDS`; the loop, the sampler and `Engine` do not change.
@@ -19,10 +23,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .. import _core
-from ..bundle import CODEC_GRAPH, LM_GRAPH, Bundle
+from ..bundle import CODEC_GRAPH, MANIFEST_NAME, PORTABLE_FLAVOUR, Bundle
 from ..errors import BundleError, InputError
 from ..options import as_int
 
@@ -52,9 +57,11 @@ class LmRunner:
     far, allocated once per size) and the `_core.Generator`."""
 
     def __init__(self, bundle: Bundle, runtime: RuntimeOptions, make_backend: Callable[..., Any],
-                 session: Any) -> None:
+                 session: Any, graph: str | None = None) -> None:
         self.bundle = bundle
-        self.model, self.tokens, _ = bundle.manifest.lm_parts()
+        self.graph = graph or bundle.manifest.default_lm()
+        self.model = bundle.manifest.lm_model(self.graph)
+        _, self.tokens, _ = bundle.manifest.lm_parts()
         self.session = session
         self._make_backend = make_backend
         self.config = _core.GeneratorConfig(speech_token_base=self.tokens.speech_base_id,
@@ -95,35 +102,115 @@ def _physical_memory() -> int:
         return 0
 
 
-def _ort_lm(bundle: Bundle, runtime: RuntimeOptions) -> LmRunner:
+def _ort_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str) -> LmRunner:
     from .ort import OrtLmBackend, check_lm_graph, create_session
+    from .portable import PortableLmBackend, check_portable_graph
 
-    model, tokens, _ = bundle.manifest.lm_parts()
-    path = bundle.path(bundle.graph(LM_GRAPH).path_name)
+    model, (_, tokens, _) = bundle.manifest.lm_model(graph), bundle.manifest.lm_parts()
+    entry = bundle.graph(graph)
+    path = bundle.path(entry.path_name)
     session = create_session(path, runtime.threads, runtime.providers, bundle.root)
+    if entry.details.get("flavour") == PORTABLE_FLAVOUR:
+        check_portable_graph(session, model, tokens, f"{path.name} of bundle '{bundle.root}'")
+        return LmRunner(bundle, runtime, PortableLmBackend, session, graph)
     check_lm_graph(session, model, tokens, f"{path.name} of bundle '{bundle.root}'")
-    return LmRunner(bundle, runtime, OrtLmBackend, session)
+    return LmRunner(bundle, runtime, OrtLmBackend, session, graph)
 
 
-def _not_in_this_version(kind: str) -> Callable[[Bundle, RuntimeOptions], Any]:
-    def refuse(bundle: Bundle, runtime: RuntimeOptions) -> Any:
+def require_tensorrt(bundle: Bundle | None = None) -> Any:
+    """The `tensorrt` module, or one BundleError saying what to install or which ONNX graph to run instead."""
+    try:
+        import tensorrt
+    except ImportError:
+        onnx = [bundle.graph(name).path_name for name in bundle.manifest.lm_graphs()
+                if bundle.graph(name).backend != "tensorrt"] if bundle is not None else []
+        where = f"{bundle.root}/" if bundle is not None else "BUNDLE/"
+        instead = " or ".join(f"{where}{name}" for name in onnx) or f"{where}lm.onnx or {where}lm.portable.onnx"
+        raise BundleError("a TensorRT plan needs TensorRT, which this Python cannot import: install TensorRT on an "
+                          f"NVIDIA GPU machine and run `llasa-rt build-engine` there, or use {instead} instead"
+                          ) from None
+    return tensorrt
+
+
+PLAN_SUFFIX = ".plan"  # TensorRT engine files
+
+
+def locate_lm(path: str | Path, verify: str = "full") -> tuple[Bundle, str]:
+    """What a user has in hand -> (the opened bundle, the LM entry to run).
+
+    `path` is a bundle folder (its default LM, `Manifest.default_lm()`), or a graph file inside one
+    ("BUNDLE/lm.onnx", "BUNDLE/lm.portable.onnx", "BUNDLE/lm.plan"), which picks the LM entry listing that file, and
+    so its backend. A `.plan` where `tensorrt` cannot be imported is refused (`require_tensorrt`).
+    """
+    p = Path(path)
+    if p.is_dir() or (not p.exists() and not p.suffix):
+        bundle = Bundle.open(p, verify=verify)
+        return bundle, bundle.manifest.default_lm()
+    root = p.parent
+    if not (root / MANIFEST_NAME).is_file():
+        if not p.exists():
+            raise BundleError(f"'{p}' does not exist; pass a bundle folder made by `llasa-rt export` (or a graph file "
+                              "inside one, e.g. BUNDLE/lm.onnx)")
+        raise BundleError(f"'{p}' is not inside a bundle (no {MANIFEST_NAME} next to it); pass the bundle folder made "
+                          "by `llasa-rt export`, or a graph file inside it (e.g. BUNDLE/lm.onnx)")
+    if p.name == MANIFEST_NAME:
+        bundle = Bundle.open(root, verify=verify)
+        return bundle, bundle.manifest.default_lm()
+    plan = p.suffix == PLAN_SUFFIX
+    bundle = Bundle.open(root, verify="fast" if plan else verify)
+    manifest = bundle.manifest
+    choices = ", ".join(f"{root}/{manifest.graphs[name].path_name}" for name in manifest.lm_graphs())
+    if not p.exists():
+        build = " (build it with `llasa-rt build-engine` on the GPU machine)" if plan else ""
+        raise BundleError(f"'{p}' does not exist{build}; bundle '{root}' has these LM graphs: {choices}")
+    if plan:
+        require_tensorrt(bundle)
+    graph = manifest.lm_for_file(p.name)
+    if graph is None:
+        what = "is not an LM graph" if p.name in manifest.all_files() else f"is not listed in {MANIFEST_NAME}"
+        raise BundleError(f"'{p}' {what} of bundle '{root}'; pass the bundle folder or one of its LM graphs: "
+                          f"{choices}")
+    if verify == "full" and plan:
+        bundle.check_files("full")
+    return bundle, graph
+
+
+def lm_driver(path: str | Path, threads: int | None = None) -> tuple[Bundle, Any]:
+    """(bundle, the plain driver of its LM) for a bundle folder or LM graph file (`locate_lm`): `ort.GrowingPastLm`
+    for lm.onnx, `portable.PortableLm` for a portable graph. Both have `model`, `reset(batch)` and `step(ids)`."""
+    from .ort import GrowingPastLm
+    from .portable import PortableLm
+
+    bundle, graph = locate_lm(path, verify="fast")
+    entry = bundle.graph(graph)
+    if entry.backend != "onnxruntime":
+        raise BundleError(f"{entry.path_name} of bundle '{bundle.root}' is a {entry.backend} graph; this runs ONNX "
+                          f"graphs on ONNX Runtime: pass the bundle's lm.onnx or lm.portable.onnx")
+    if entry.details.get("flavour") == PORTABLE_FLAVOUR:
+        return bundle, PortableLm.from_bundle(bundle, threads, graph)
+    return bundle, GrowingPastLm(bundle.path(entry.path_name), bundle.manifest.lm_model(graph), threads)
+
+
+def _not_in_this_version(kind: str) -> Callable[[Bundle, RuntimeOptions, str], Any]:
+    def refuse(bundle: Bundle, runtime: RuntimeOptions, graph: str = "") -> Any:
         raise BundleError(f"bundle '{bundle.root}' is built for the {kind!r} backend, which this version of llasa-rt "
                           "does not have; export an ONNX Runtime bundle with `llasa-rt export` (CPU)")
 
     return refuse
 
 
-_LM_BACKENDS: dict[str, Callable[[Bundle, RuntimeOptions], LmRunner]] = {
+_LM_BACKENDS: dict[str, Callable[[Bundle, RuntimeOptions, str], LmRunner]] = {
     "onnxruntime": _ort_lm,
     "onnxruntime-cuda": _not_in_this_version("onnxruntime-cuda"),
     "tensorrt": _not_in_this_version("tensorrt"),
 }
 
 
-def create_lm(bundle: Bundle, runtime: RuntimeOptions | None = None) -> LmRunner:
-    """The LM of `bundle` on the backend its manifest names."""
+def create_lm(bundle: Bundle, runtime: RuntimeOptions | None = None, graph: str | None = None) -> LmRunner:
+    """The LM entry `graph` of `bundle` (default: `Manifest.default_lm()`) on the backend its manifest names."""
     runtime = runtime or RuntimeOptions()
-    return _LM_BACKENDS[bundle.graph(LM_GRAPH).backend](bundle, runtime)
+    graph = graph or bundle.manifest.default_lm()
+    return _LM_BACKENDS[bundle.graph(graph).backend](bundle, runtime, graph)
 
 
 def create_codec(bundle: Bundle, runtime: RuntimeOptions | None = None) -> Any:

@@ -4,7 +4,8 @@ Layout::
 
     BUNDLE/
       manifest.json          what is in the bundle (`manifest.Manifest`, validated on load)
-      lm.onnx, lm.onnx.data  the Llasa LM graph (+ external weights)
+      lm.onnx, lm.onnx.data  the Llasa LM graph (+ external weights), ONNX Runtime flavour
+      lm.portable.onnx (+ .data)  the LM as standard ONNX operators (export --target portable|both)
       tokenizer.json         the Hugging Face tokenizer of the checkpoint
       codec_decoder.onnx     X-Codec2 decoder (when exported with --codec)
       voices/<name>.npz      reference voices (codes int32, transcript; speaker embeddings in the manifest)
@@ -26,7 +27,9 @@ from .manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
     LM_GRAPH,
+    LM_PORTABLE_GRAPH,
     MANIFEST_NAME,
+    PORTABLE_FLAVOUR,
     PRECISIONS,
     AudioFacts,
     GraphEntry,
@@ -36,6 +39,7 @@ from .manifest import (
     VerifierEntry,
     VoiceEmbedding,
     VoiceEntry,
+    is_lm_graph,
 )
 from .reader import Bundle, inside, sha256_file
 
@@ -45,7 +49,9 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "LM_GRAPH",
+    "LM_PORTABLE_GRAPH",
     "MANIFEST_NAME",
+    "PORTABLE_FLAVOUR",
     "PRECISIONS",
     "AudioFacts",
     "Bundle",
@@ -57,5 +63,6 @@ __all__ = [
     "VoiceEmbedding",
     "VoiceEntry",
     "inside",
+    "is_lm_graph",
     "sha256_file",
 ]

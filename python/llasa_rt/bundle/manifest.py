@@ -8,7 +8,7 @@ or range with a one-line `BundleError` naming the field. File names are checked 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..errors import BundleError, InputError
@@ -25,7 +25,14 @@ PRECISIONS = ("fp32", "fp16", "int8", "int4")
 KV_DTYPES = {"float32": 4, "float16": 2}  # KV cache element type -> bytes
 MAX_CONTEXT = 131072
 LM_GRAPH = "lm"
+LM_PORTABLE_GRAPH = "lm.portable"  # the standard-operator LM graph (export --target portable)
+PORTABLE_FLAVOUR = "portable"  # details.flavour of a standard-operator LM graph
 CODEC_GRAPH = "codec_decoder"
+
+
+def is_lm_graph(name: str) -> bool:
+    """An LM graph entry: "lm" (ONNX Runtime flavour) or "lm.<variant>" (portable graph, TensorRT plan, ...)."""
+    return name == LM_GRAPH or name.startswith(LM_GRAPH + ".")
 
 
 @dataclass
@@ -179,6 +186,18 @@ class GraphEntry:
                    details=f.mapping("details"))
 
 
+def _check_portable(details: Fields, entry: GraphEntry, model: ModelFacts) -> None:
+    """A portable LM entry: onnx graph, standard opset, its KV dtype and the KV inputs' static capacity."""
+    if entry.backend not in ("onnxruntime", "onnxruntime-cuda"):
+        raise details.fail("flavour", f"is {PORTABLE_FLAVOUR!r} (an ONNX graph) but backend is {entry.backend!r}")
+    if entry.opset < 13:
+        raise details.fail("flavour", f"is {PORTABLE_FLAVOUR!r}, which needs opset >= 13, but opset is {entry.opset}")
+    details.text("kv_dtype", choices=tuple(KV_DTYPES))
+    capacity = details.integer("kv_capacity", 16, MAX_CONTEXT)
+    if capacity != model.max_context:
+        raise details.fail("kv_capacity", f"({capacity}) differs from model.max_context ({model.max_context})")
+
+
 EMBEDDING_SOURCES = ("recording", "codes")  # what a voice's reference embedding was computed from
 MAX_EMBEDDING_DIM = 1 << 16
 
@@ -313,7 +332,7 @@ class Manifest:
         if not graphs_f.data:
             raise BundleError(f"manifest.json: graphs is empty (a bundle holds at least one graph); {FIX}")
         graphs = {name: GraphEntry.from_json(graphs_f.obj(name)) for name in graphs_f.data}
-        has_lm = LM_GRAPH in graphs
+        has_lm = any(is_lm_graph(name) for name in graphs)
 
         def section(key: str, parse: Any) -> Any:
             part = top.obj(key, {})
@@ -346,7 +365,34 @@ class Manifest:
         if manifest.model and manifest.tokens and manifest.model.vocab_size != manifest.tokens.vocab_size:
             raise top.fail("model.vocab_size", f"({manifest.model.vocab_size}) differs from tokens.vocab_size "
                                                f"({manifest.tokens.vocab_size})")
+        for name, entry in graphs.items():
+            if manifest.model and is_lm_graph(name) and entry.details.get("flavour") == PORTABLE_FLAVOUR:
+                _check_portable(graphs_f.obj(name).obj("details"), entry, manifest.model)
         return manifest
+
+    def lm_graphs(self) -> list[str]:
+        """Names of the LM graph entries, in manifest order."""
+        return [name for name in self.graphs if is_lm_graph(name)]
+
+    def default_lm(self) -> str:
+        """The LM entry a bundle folder runs: "lm" when present, else the first LM entry."""
+        names = self.lm_graphs()
+        if not names:
+            self.lm_parts()  # raises: no LM
+        return LM_GRAPH if LM_GRAPH in names else names[0]
+
+    def lm_for_file(self, file_name: str) -> str | None:
+        """The LM entry whose graph file is `file_name` (relative to the bundle), or None."""
+        for name in self.lm_graphs():
+            if self.graphs[name].path_name == file_name:
+                return name
+        return None
+
+    def lm_model(self, graph: str) -> ModelFacts:
+        """The model facts of LM entry `graph`: its own KV dtype (details.kv_dtype) when it records one."""
+        model, _, _ = self.lm_parts()
+        kv_dtype = self.graphs[graph].details.get("kv_dtype", model.kv_dtype)
+        return model if kv_dtype == model.kv_dtype else replace(model, kv_dtype=kv_dtype)
 
     def all_files(self) -> dict[str, str]:
         """Every file the manifest names (graphs, tokenizer, voices, verifiers) -> its sha256."""

@@ -11,14 +11,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Feed both LMs the same tokens (a prompt set, then the reference's greedy speech tokens) and "
                     "report top-1 agreement, KL divergence and the largest logit difference. Run it on bundles "
                     "exported from the same real checkpoint to judge a quantised precision.")
-    p.add_argument("reference", help="reference bundle (e.g. exported with --precision fp32)")
-    p.add_argument("candidate", help="bundle to compare (e.g. exported with --precision int4)")
+    p.add_argument("reference", help="reference bundle (e.g. exported with --precision fp32), or an LM graph file "
+                                     "in one (BUNDLE/lm.onnx, BUNDLE/lm.portable.onnx)")
+    p.add_argument("candidate", help="bundle (or LM graph file in one) to compare (e.g. exported with --precision "
+                                     "int4)")
     p.add_argument("--steps", type=int, default=32, help="decode steps per prompt (default 32)")
     p.add_argument("--prompts", help="text file with one prompt per line (default: the packaged set of 16)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads per session")
-    p.add_argument("--graph", help="candidate's LM graph by file or entry name (default: its lm), e.g. a graph "
-                                   "written by `llasa-rt quantize` (lm.int8.onnx)")
-    p.add_argument("--reference-graph", help="reference's LM graph by file or entry name (default: its lm)")
     p.add_argument("--no-greedy", action="store_true", help="skip the free-running greedy comparison")
     p.set_defaults(func=run)
 
@@ -55,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"llasa-rt compare: {msg}", file=sys.stderr, flush=True)
 
     report = measure_drift(args.reference, args.candidate, texts, steps, threads, log=progress,
-                           reference_graph=args.reference_graph, candidate_graph=args.graph,
                            greedy=not args.no_greedy)
     print(report)
     return 0

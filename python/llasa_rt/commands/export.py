@@ -9,12 +9,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="convert a Llasa checkpoint (+ X-Codec2) into a bundle folder",
         description="Convert a Hugging Face Llasa checkpoint (hub id or local folder) into an engine bundle: "
-                    "lm.onnx (+ .data), tokenizer.json, manifest.json, and codec_decoder.onnx with --codec. "
+                    "lm.onnx (+ .data) and/or lm.portable.onnx (--target), tokenizer.json, manifest.json, and "
+                    "codec_decoder.onnx with --codec. "
                     "Needs the export extra: pip install 'llasa-rt[export]'.")
     p.add_argument("--model", required=True, help="Llasa checkpoint: hub id (HKUSTAudio/Llasa-1B) or local folder")
     p.add_argument("--out", required=True, help="bundle folder to create")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int4"],
                    help="LM weights: fp32 (exact), fp16, int8 or int4 (weight-only, CPU) (default fp32)")
+    p.add_argument("--target", default="ort", choices=["ort", "portable", "both"],
+                   help="LM graph(s): ort = lm.onnx with ONNX Runtime's fused operators (CPU, all precisions); "
+                        "portable = lm.portable.onnx, standard ONNX operators for TensorRT / onnxruntime-gpu / Q/DQ "
+                        "calibration (fp32 or fp16); both = the two (default ort)")
     p.add_argument("--codec", default=None, help="X-Codec2 checkpoint: hub id (HKUSTAudio/xcodec2) or local folder")
     p.add_argument("--codec-precision", default=None, choices=["fp32", "fp16"],
                    help="codec decoder precision (default: fp16 for an fp16 LM, else fp32)")
@@ -41,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
     out = export_bundle(model=args.model, out=args.out, precision=args.precision, codec=args.codec,
                         codec_precision=args.codec_precision, overwrite=args.overwrite,
                         date=args.date or DEFAULT_DATE, max_context=args.max_context, verify=not args.no_verify,
-                        block_size=args.block_size, head_bits=args.head_bits)
+                        block_size=args.block_size, head_bits=args.head_bits, target=args.target)
     print(out)
     return 0

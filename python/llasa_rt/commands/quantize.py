@@ -12,11 +12,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "add a copy with standard QuantizeLinear/DequantizeLinear: int8 = W8A8 with SmoothQuant, "
                     "per-channel weights and per-tensor activations; int4 = weight-only blocks of --block-size along "
                     "the input features with an activation-aware scale search. The bundle gains <stem>.<scheme>.onnx "
-                    "(+ .data) and a manifest entry; nothing else changes. Judge it with `llasa-rt compare BUNDLE "
-                    "BUNDLE --graph <stem>.<scheme>.onnx`.")
+                    "(+ .data) and a manifest entry; nothing else changes. Judge it with `llasa-rt compare "
+                    "BUNDLE/<stem>.onnx BUNDLE/<stem>.<scheme>.onnx`.")
     p.add_argument("bundle", help="bundle folder (written in place)")
     p.add_argument("--scheme", required=True, help="int8 or int4")
-    p.add_argument("--graph", help="float graph to quantise, by file or entry name (default: the bundle's lm)")
+    p.add_argument("--graph", help="float LM graph to quantise, by file or entry name (lm.portable.onnx for "
+                                        "TensorRT; default: the bundle's default LM)")
     p.add_argument("--prompts", help="text file with one calibration text per line (default: the packaged set of 16)")
     p.add_argument("--steps", type=int, default=32, help="speech tokens generated per calibration text (default 32)")
     p.add_argument("--alpha", type=float, default=0.5, help="int8: SmoothQuant migration strength (default 0.5)")

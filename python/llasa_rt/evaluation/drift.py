@@ -3,11 +3,10 @@
 Both bundles' LMs are fed the same token sequences (teacher forcing): a Llasa prompt for each text of a
 prompt set, then the reference's own greedy speech tokens. At every step we compare the two distributions
 over the 65,537 speech rows: top-1 agreement, KL(reference || candidate) at temperature 1, and the largest
-logit difference. Then both run free (greedy, each on its own tokens) for the same number of steps: the greedy
-agreement is the share of those steps before the first token where they part. On trained weights this says
-how much int8 / int4 / fp16 change the model; on random weights (the tests) it only orders the precisions.
-Any LM graph of a bundle can be compared (`graph`: an entry or file name, e.g. a Q/DQ graph written by
-`llasa-rt quantize`), whichever KV layout it has (`LmRunner`).
+logit difference. Then the candidate runs free (greedy, on its own tokens) for the same number of steps: the
+greedy agreement is the share of those steps before its first token that differs from the reference's greedy
+run (which the teacher forcing followed). On trained weights this says how much int8 / int4 / fp16 change the
+model; on random weights (the tests) it only orders the precisions.
 """
 
 from __future__ import annotations
@@ -15,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..bundle import LM_GRAPH, Bundle
+from ..backends import lm_driver
 from ..errors import InputError
 from ..prompt import PromptBuilder
-from .lm_runner import LmRunner
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -47,57 +46,42 @@ class DriftReport:
     mean_kl: float  # mean KL(reference || candidate) in nats over the 65,537 rows
     max_kl: float  # largest per-position KL
     max_abs_logit_diff: float  # largest |logit difference| anywhere
-    greedy_agreement: float | None = None  # free-running greedy: share of steps before the first different token
+    greedy_agreement: float | None = None  # free greedy run: mean share of steps before the first different token
+    greedy_steps: int = 0  # steps of each free greedy run
 
     def __str__(self) -> str:
         greedy = "" if self.greedy_agreement is None else (
-            f", greedy agreement {100 * self.greedy_agreement:.1f}% of {self.steps // self.prompts - 1} steps")
+            f", greedy agreement {100 * self.greedy_agreement:.1f}% of {self.greedy_steps} steps")
         return (f"{self.steps} positions over {self.prompts} prompts: top-1 agreement "
                 f"{100 * self.top1_agreement:.1f}%, KL mean {self.mean_kl:.4g} / max {self.max_kl:.4g} nats, "
                 f"max |logit diff| {self.max_abs_logit_diff:.4g}{greedy}")
 
 
-def lm_graph(bundle: Bundle, graph: str | None) -> Path:
-    """Path of a bundle's LM graph: the "lm" entry, or the entry / file named `graph`."""
-    if graph is None:
-        return bundle.path(bundle.graph(LM_GRAPH).path_name)
-    for name, entry in bundle.manifest.graphs.items():
-        if graph in (name, entry.path_name):
-            if not entry.path_name.endswith(".onnx"):
-                raise InputError(f"graph '{graph}' of bundle '{bundle.root}' is not an ONNX graph")
-            return bundle.path(entry.path_name)
-    have = ", ".join(f"{n} ({e.path_name})" for n, e in bundle.manifest.graphs.items())
-    raise InputError(f"bundle '{bundle.root}' has no graph '{graph}'; it has: {have}")
-
-
-def _greedy(lm: LmRunner, prompt: list[int], steps: int, head_ids: np.ndarray, speech_count: int) -> list[int]:
+def _greedy(lm: Any, prompt: list[int], steps: int, head_ids: np.ndarray, speech_count: int) -> list[int]:
+    """`steps` greedy speech rows of an LM driver from `prompt`."""
     lm.reset()
-    ids, out = np.asarray([prompt], np.int64), []
+    ids, rows = np.asarray([prompt], np.int64), []
     for _ in range(steps):
         row = int(np.argmax(lm.step(ids)[0, :speech_count]))
-        out.append(row)
+        rows.append(row)
         ids = np.array([[head_ids[row]]], np.int64)
-    return out
+    return rows
 
 
 def measure_drift(reference: str | Path, candidate: str | Path, texts: list[str] | None = None,
                   steps: int = 32, threads: int | None = None,
-                  log: Callable[[str], None] | None = None, reference_graph: str | None = None,
-                  candidate_graph: str | None = None, greedy: bool = True) -> DriftReport:
-    """Compares `candidate`'s LM with `reference`'s on the same tokens (see the module docstring)."""
-    ref_b, cand_b = Bundle.open(reference, verify="fast"), Bundle.open(candidate, verify="fast")
+                  log: Callable[[str], None] | None = None, greedy: bool = True) -> DriftReport:
+    """Compares `candidate`'s LM with `reference`'s on the same tokens (see the module docstring). Each is a bundle
+    folder (its default LM) or an LM graph file inside one (e.g. BUNDLE/lm.portable.onnx)."""
+    (ref_b, ref), (cand_b, cand) = lm_driver(reference, threads), lm_driver(candidate, threads)
     if ref_b.manifest.prompt != cand_b.manifest.prompt or ref_b.manifest.tokens != cand_b.manifest.tokens:
         raise InputError("the two bundles render prompts differently; export both from the same checkpoint")
     builder = PromptBuilder.from_bundle(ref_b)
-    ref_model, _, _ = ref_b.manifest.lm_parts()
-    cand_model, _, _ = cand_b.manifest.lm_parts()
-    ref = LmRunner(lm_graph(ref_b, reference_graph), ref_model.max_context, threads)
-    cand = LmRunner(lm_graph(cand_b, candidate_graph), cand_model.max_context, threads)
     texts = texts or default_prompts()
     tokens = builder.tokens
     head_ids = tokens.head_token_ids()
     longest = max(len(builder.build(t)) for t in texts) + steps + 1
-    context = min(ref.max_context, cand.max_context)
+    context = min(ref.model.max_context, cand.model.max_context)
     if longest > context:
         raise InputError(f"{steps} steps after the longest prompt need {longest} tokens, more than the "
                          f"{context}-token context; use at most --steps {max(0, steps - (longest - context))}")
@@ -108,7 +92,7 @@ def measure_drift(reference: str | Path, candidate: str | Path, texts: list[str]
         ref.reset()
         cand.reset()
         ids = np.asarray([builder.build(text)], np.int64)
-        rows = []  # the reference's greedy rows: the teacher forcing follows its own free greedy run
+        rows = []  # the reference's greedy rows (the teacher forcing follows its free greedy run)
         for _ in range(steps + 1):
             a, b = ref.step(ids), cand.step(ids)
             la, lb = _log_softmax(a[0]), _log_softmax(b[0])
@@ -124,4 +108,4 @@ def measure_drift(reference: str | Path, candidate: str | Path, texts: list[str]
             parted.append((same.index(False) if False in same else steps) / steps)
     return DriftReport(prompts=len(texts), steps=len(kls), top1_agreement=float(np.mean(agree)),
                        mean_kl=float(np.mean(kls)), max_kl=float(np.max(kls)), max_abs_logit_diff=worst,
-                       greedy_agreement=float(np.mean(parted)) if greedy else None)
+                       greedy_agreement=float(np.mean(parted)) if greedy else None, greedy_steps=steps if greedy else 0)
