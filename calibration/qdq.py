@@ -43,9 +43,9 @@ class QuantOptions:
 
     scheme: str  # "int8" (W8A8, SmoothQuant) or "int4" (W4A16, blockwise weights)
     alpha: float = 0.5  # int8: SmoothQuant migration strength (0 = no smoothing)
-    smooth_mul: bool = False  # also smooth linears whose input cannot be folded into a norm (inserts a Mul)
+    smooth_mul: bool = True  # also smooth linears whose input cannot be folded into a norm (inserts a Mul)
     block_size: int = 128  # int4: input features per scale block
-    awq: bool = True  # int4: activation-aware scale search (folded like SmoothQuant's scales)
+    awq: bool = False  # int4: activation-aware scale search (folded like SmoothQuant's scales)
     head: str = "same"  # the output head: "same" as the scheme, "int8" weight-only per-channel, "float" kept
     head_rows: int = 0  # output features that identify the head (0: no head handling)
     clip_search: bool = False  # int8: activation range by least output error on the calibration sample (else max)

@@ -11,9 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Calibrate a bundle's float LM graph on Llasa prompts (plus speech tokens it writes itself) and "
                     "add a copy with standard QuantizeLinear/DequantizeLinear: int8 = W8A8 with SmoothQuant, "
                     "per-channel weights and per-tensor activations; int4 = weight-only blocks of --block-size along "
-                    "the input features with an activation-aware scale search. The bundle gains <stem>.<scheme>.onnx "
-                    "(+ .data) and a manifest entry; nothing else changes. Judge it with `llasa-rt compare "
-                    "BUNDLE/<stem>.onnx BUNDLE/<stem>.<scheme>.onnx`.")
+                    "the input features (optionally with an activation-aware scale search). The bundle gains "
+                    "<stem>.<scheme>.onnx (+ .data) and a manifest entry; nothing else changes. Judge it with "
+                    "`llasa-rt compare BUNDLE/<stem>.onnx BUNDLE/<stem>.<scheme>.onnx`.")
     p.add_argument("bundle", help="bundle folder (written in place)")
     p.add_argument("--scheme", required=True, help="int8 or int4")
     p.add_argument("--graph", help="float LM graph to quantise, by file or entry name (lm.portable.onnx for "
@@ -22,9 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=32, help="speech tokens generated per calibration text (default 32)")
     p.add_argument("--alpha", type=float, default=0.5, help="int8: SmoothQuant migration strength (default 0.5)")
     p.add_argument("--block-size", type=int, default=128, help="int4: input features per scale (default 128)")
-    p.add_argument("--no-awq", action="store_true", help="int4: plain round-to-nearest (no activation-aware scales)")
-    p.add_argument("--smooth-mul", action="store_true",
-                   help="also smooth linears that no norm feeds (o_proj, down_proj) through an inserted Mul")
+    p.add_argument("--awq", action="store_true",
+                   help="int4: activation-aware scale search (default: plain round-to-nearest)")
+    p.add_argument("--no-smooth-mul", action="store_true",
+                   help="int8: smooth only linears fed by a norm (no Mul before o_proj / down_proj)")
     p.add_argument("--head", default="same",
                    help="output head: same (as the scheme, default), int8 (weight-only per channel) or float")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads for calibration")
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     name = quantize_bundle(
         args.bundle, args.scheme, graph=args.graph, texts=read_prompts(args.prompts),
         alpha=as_float(args.alpha, "--alpha", 0.0, 1.0), block_size=as_int(args.block_size, "--block-size", 16, 4096),
-        awq=not args.no_awq, smooth_mul=args.smooth_mul, head=args.head, steps=as_int(args.steps, "--steps", 0, 4096),
+        awq=args.awq, smooth_mul=not args.no_smooth_mul, head=args.head, steps=as_int(args.steps, "--steps", 0, 4096),
         threads=None if args.threads is None else as_int(args.threads, "--threads", 1, 256),
         overwrite=args.overwrite, log=progress)
     print(name)
