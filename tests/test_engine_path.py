@@ -74,7 +74,7 @@ def test_bad_paths_are_refused_with_the_fix(both_bundle, tmp_path):
         Engine(both_bundle / "codec_decoder.onnx")
     stray = tmp_path / "model.onnx"
     stray.write_bytes(b"not a graph")
-    with pytest.raises(BundleError, match=r"is not inside a bundle \(no manifest.json next to it\)"):
+    with pytest.raises(BundleError, match=r"is a file, not a bundle folder, and no manifest\.json is next to it"):
         Engine(stray)
     with pytest.raises(BundleError, match="does not exist; pass a bundle folder made by `llasa-rt export`"):
         Engine(tmp_path / "nowhere" / "lm.onnx")

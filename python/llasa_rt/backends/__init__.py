@@ -151,8 +151,8 @@ def locate_lm(path: str | Path, verify: str = "full") -> tuple[Bundle, str]:
         if not p.exists():
             raise BundleError(f"'{p}' does not exist; pass a bundle folder made by `llasa-rt export` (or a graph file "
                               "inside one, e.g. BUNDLE/lm.onnx)")
-        raise BundleError(f"'{p}' is not inside a bundle (no {MANIFEST_NAME} next to it); pass the bundle folder made "
-                          "by `llasa-rt export`, or a graph file inside it (e.g. BUNDLE/lm.onnx)")
+        raise BundleError(f"'{p}' is a file, not a bundle folder, and no {MANIFEST_NAME} is next to it; pass the "
+                          "bundle folder made by `llasa-rt export`, or a graph file inside it (e.g. BUNDLE/lm.onnx)")
     if p.name == MANIFEST_NAME:
         bundle = Bundle.open(root, verify=verify)
         return bundle, bundle.manifest.default_lm()

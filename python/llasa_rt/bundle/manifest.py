@@ -366,8 +366,13 @@ class Manifest:
             raise top.fail("model.vocab_size", f"({manifest.model.vocab_size}) differs from tokens.vocab_size "
                                                f"({manifest.tokens.vocab_size})")
         for name, entry in graphs.items():
-            if manifest.model and is_lm_graph(name) and entry.details.get("flavour") == PORTABLE_FLAVOUR:
-                _check_portable(graphs_f.obj(name).obj("details"), entry, manifest.model)
+            if not (manifest.model and is_lm_graph(name) and entry.details):
+                continue
+            details = graphs_f.obj(name).obj("details")
+            if details.has("kv_dtype"):  # an LM entry's own KV dtype (Manifest.lm_model)
+                details.text("kv_dtype", choices=tuple(KV_DTYPES))
+            if entry.details.get("flavour") == PORTABLE_FLAVOUR:
+                _check_portable(details, entry, manifest.model)
         return manifest
 
     def lm_graphs(self) -> list[str]:
