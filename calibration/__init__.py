@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from llasa_rt.errors import InputError
 
 from .qdq import HEAD_CHOICES, SCHEMES, QuantOptions, QuantReport
@@ -129,5 +131,84 @@ def quantize_bundle(bundle_path: str | Path, scheme: str, graph: str | None = No
     return new_name
 
 
-__all__ = ["DEFAULT_STEPS", "HEAD_CHOICES", "SCHEMES", "QuantOptions", "QuantReport", "quantize_bundle",
-           "source_entry"]
+CODEC_CALIBRATION = (4, 200)  # random code sequences x frames when the bundle has no voices
+CODEC_CHECK = (2, 200)  # held-out random code sequences x frames for the SNR check
+
+
+def _random_codes(count: int, frames: int, codebook: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, codebook, (1, 1, frames)).astype(np.int32) for _ in range(count)]
+
+
+def codec_snr(reference: Path, candidate: Path, codes: list[np.ndarray], input_name: str,
+              threads: int | None = None) -> float:
+    """Signal-to-noise ratio (dB) of `candidate`'s audio against `reference`'s over code sequences."""
+    from llasa_rt.backends.ort import create_session
+
+    ref, cand = create_session(reference, threads), create_session(candidate, threads)
+    a = np.concatenate([ref.run(None, {input_name: c})[0].reshape(-1) for c in codes]).astype(np.float64)
+    b = np.concatenate([cand.run(None, {input_name: c})[0].reshape(-1) for c in codes]).astype(np.float64)
+    noise = float(np.sum((a - b) ** 2))
+    return float("inf") if noise == 0 else 10.0 * float(np.log10(np.sum(a ** 2) / noise))
+
+
+def quantize_codec(bundle_path: str | Path, scheme: str = "int8", threads: int | None = None,
+                   overwrite: bool = False, log: Callable[[str], None] | None = None) -> str:
+    """Adds a W8A8 INT8 Q/DQ copy of the bundle's X-Codec2 decoder (MatMul and Conv weights per output channel,
+    activations per tensor); returns the new entry's name ("codec_decoder.int8").
+
+    Calibration codes: the bundle's voices (real speech codes) when it has any, else random codes. The SNR of
+    its audio against the float decoder's on held-out random codes is recorded in the entry
+    (`details.snr_db_vs_fp32`).
+    """
+    from llasa_rt.bundle import CODEC_GRAPH, Bundle, GraphEntry
+    from llasa_rt.bundle.voices import read_voice
+    from llasa_rt.bundle.writer import check_writable, hash_files, write_manifest
+
+    from .collect import collect_codec
+    from .graph import GraphFile
+    from .qdq import quantize_graph
+
+    log = log or (lambda msg: None)
+    if scheme != "int8":
+        raise InputError(f"the codec decoder is quantised with --scheme int8 only, not {scheme!r}")
+    bundle = Bundle.open(bundle_path, verify="fast")
+    src = bundle.graph(CODEC_GRAPH)
+    if src.precision != "fp32":
+        raise InputError(f"the codec decoder is {src.precision}; quantise an fp32 export (--codec-precision fp32)")
+    new_name, out_file = f"{CODEC_GRAPH}.{scheme}", f"{CODEC_GRAPH}.{scheme}.onnx"
+    if (new_name in bundle.manifest.graphs or bundle.path(out_file).exists()) and not overwrite:
+        raise InputError(f"bundle '{bundle.root}' already has {out_file}; pass --overwrite to replace it")
+    check_writable(bundle.root, "add a quantised graph")
+    input_name = next(iter(src.details.get("inputs", {"codes": None})))
+    codebook = int(src.details.get("codebook_size", 65536))
+    voices = [read_voice(bundle, name)[0] for name in bundle.manifest.voices]
+    codes = ([v.reshape(1, 1, -1).astype(np.int32) for v in voices] if voices
+             else _random_codes(*CODEC_CALIBRATION, codebook, seed=0))
+    t0 = time.time()
+    calib = collect_codec(bundle.path(src.path_name), codes, input_name, threads=threads)
+    g = GraphFile(bundle.path(src.path_name))
+    report = quantize_graph(g, calib, QuantOptions(scheme="int8", alpha=0.0, smooth_mul=False, convs=True), log)
+    opset = g.opset
+    files = g.save(bundle.path(out_file), {"llasa_rt.precision": scheme, "llasa_rt.source_graph": src.path_name})
+    snr = codec_snr(bundle.path(src.path_name), bundle.path(out_file),
+                    _random_codes(*CODEC_CHECK, codebook, seed=1), input_name, threads)
+    log(f"{out_file} written ({report.quantized} MatMul/Conv weights quantised) in {time.time() - t0:.1f} s; "
+        f"SNR vs fp32 {snr:.1f} dB")
+    details = {**src.details, "source_graph": CODEC_GRAPH,
+               "recipe": {"scheme": "W8A8", "format": "QuantizeLinear/DequantizeLinear (standard ONNX)",
+                          "weights": "per-output-channel int8 (MatMul and Conv)",
+                          "activations": "per-tensor int8 absmax", "symmetric": True},
+               "quantized_linears": report.quantized, "snr_db_vs_fp32": round(snr, 2),
+               "snr_codes": f"{CODEC_CHECK[0]} random sequences of {CODEC_CHECK[1]} codes",
+               "calibration": {"codes": "bundle voices" if voices else "random codes", "sequences": len(codes),
+                               "frames": calib.positions}}
+    manifest = Bundle.open(bundle.root, verify="fast").manifest
+    manifest.graphs[new_name] = GraphEntry(files=hash_files(bundle.root, files), backend=src.backend,
+                                           precision=scheme, opset=opset, details=details)
+    write_manifest(bundle.root, manifest)
+    return new_name
+
+
+__all__ = ["DEFAULT_STEPS", "HEAD_CHOICES", "SCHEMES", "QuantOptions", "QuantReport", "codec_snr", "quantize_bundle",
+           "quantize_codec", "source_entry"]

@@ -1,5 +1,7 @@
 """Calibration data: Llasa prompts plus speech tokens the fp32 graph writes itself, and the linears' input statistics.
 
+(`collect_codec` does the same for the X-Codec2 decoder graph on code sequences.)
+
 For each text of the prompt set the chat-template prompt is fed to the float graph, then `steps` speech tokens
 are sampled from the graph's own distribution (temperature 0.8, seeded) and fed back one at a time, so the
 statistics cover the prompt positions (prefill) and the speech positions (decode steps, including the head's
@@ -121,3 +123,36 @@ def collect(graph_path: Path, model: ModelFacts, portable: bool, token_prompts: 
     finally:
         probe.unlink(missing_ok=True)
     return Calibration(stats=stats, prompts=len(token_prompts), steps=steps, positions=positions)
+
+
+def collect_codec(graph_path: Path, code_sets: list[np.ndarray], input_name: str, sample_rows: int = 256,
+                  threads: int | None = None, seed: int = 0) -> Calibration:
+    """Runs code sequences (each int32 [1, 1, frames]) through a codec decoder graph; statistics of every MatMul and
+    Conv input (a Conv's channels are its input's axis 1)."""
+    from llasa_rt.backends.ort import create_session
+
+    src = GraphFile(graph_path)
+    linears = src.linears(convs=True)
+    conv_inputs = {lin.input for lin in linears if lin.conv}
+    tensors = list(dict.fromkeys(lin.input for lin in linears))
+    dtypes = {lin.input: lin.dtype for lin in linears}
+    proto = src.model
+    existing = {o.name for o in proto.graph.output}
+    for name in tensors:
+        if name not in existing:
+            proto.graph.output.append(helper.make_tensor_value_info(name, NP_TYPES[np.dtype(dtypes[name])], None))
+    probe = graph_path.parent / f".{graph_path.stem}.calibration-{os.getpid()}.onnx"
+    stats = {name: ActivationStats(rng=np.random.default_rng(seed + i)) for i, name in enumerate(tensors)}
+    positions = 0
+    try:
+        onnx.save_model(proto, str(probe))
+        session = create_session(probe, threads)
+        for codes in code_sets:
+            out = dict(zip(tensors, session.run(tensors, {input_name: codes}), strict=True))
+            positions += codes.shape[-1]
+            for name in tensors:
+                x = np.moveaxis(out[name], 1, -1) if name in conv_inputs else out[name]
+                stats[name].add(x, sample_rows)
+    finally:
+        probe.unlink(missing_ok=True)
+    return Calibration(stats=stats, prompts=len(code_sets), steps=0, positions=positions)

@@ -28,14 +28,15 @@ NP_TYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float16): Tenso
 
 @dataclass
 class Linear:
-    """A MatMul with a weight initializer: y = x @ W, W [K, N]."""
+    """A MatMul with a weight initializer (y = x @ W, W [K, N]), or a Conv with one (W [N, K / groups, *kernel])."""
 
-    node: onnx.NodeProto  # the MatMul
-    input: str  # activation tensor x [..., K]
+    node: onnx.NodeProto  # the MatMul or Conv
+    input: str  # activation tensor x: [..., K] (MatMul) or [batch, K, ...] (Conv)
     weight: str  # initializer name of W
-    k: int  # input features
-    n: int  # output features
+    k: int  # input features (channels)
+    n: int  # output features (channels)
     dtype: type  # np.float32 or np.float16 (the weight's and the activation's type)
+    conv: bool = False  # a Conv (per-output-channel axis 0, channels on axis 1 of x)
 
 
 @dataclass
@@ -129,17 +130,22 @@ class GraphFile:
         dims, data_type, payload = self._external(t)
         return numpy_helper.to_array(helper.make_tensor(name, data_type, dims, payload, raw=True))
 
-    def linears(self) -> list[Linear]:
-        """The MatMuls whose second input is a 2-D fp32/fp16 initializer, in graph order."""
+    def linears(self, convs: bool = False) -> list[Linear]:
+        """The MatMuls whose second input is a 2-D fp32/fp16 initializer (and with `convs` the Convs whose weight
+        is an fp32/fp16 initializer), in graph order."""
         out = []
         for n in self.model.graph.node:
-            if n.op_type != "MatMul" or n.domain not in ("", "ai.onnx") or n.input[1] not in self.inits:
+            if n.domain not in ("", "ai.onnx") or len(n.input) < 2 or n.input[1] not in self.inits:
                 continue
             t = self.inits[n.input[1]]
-            if len(t.dims) != 2 or t.data_type not in FLOAT_TYPES:
+            if t.data_type not in FLOAT_TYPES:
                 continue
-            out.append(Linear(node=n, input=n.input[0], weight=n.input[1], k=int(t.dims[0]), n=int(t.dims[1]),
-                              dtype=FLOAT_TYPES[t.data_type]))
+            if n.op_type == "MatMul" and len(t.dims) == 2:
+                out.append(Linear(node=n, input=n.input[0], weight=n.input[1], k=int(t.dims[0]), n=int(t.dims[1]),
+                                  dtype=FLOAT_TYPES[t.data_type]))
+            elif convs and n.op_type == "Conv" and len(t.dims) >= 3:
+                out.append(Linear(node=n, input=n.input[0], weight=n.input[1], k=int(t.dims[1]), n=int(t.dims[0]),
+                                  dtype=FLOAT_TYPES[t.data_type], conv=True))
         return out
 
     def set(self, name: str, value: np.ndarray | Packed) -> str:

@@ -48,6 +48,7 @@ class QuantOptions:
     awq: bool = False  # int4: activation-aware scale search (folded like SmoothQuant's scales)
     head: str = "same"  # the output head: "same" as the scheme, "int8" weight-only per-channel, "float" kept
     head_rows: int = 0  # output features that identify the head (0: no head handling)
+    convs: bool = False  # also quantise Conv weights per output channel (int8 only; the codec decoder)
     clip_search: bool = False  # int8: activation range by least output error on the calibration sample (else max)
 
     def validate(self) -> None:
@@ -118,11 +119,12 @@ def smooth_scales(x_absmax: np.ndarray, w_absmax: np.ndarray, alpha: float) -> n
 
 
 # ---- the rewrite -------------------------------------------------------------------------------------------
-def groups(graph: GraphFile) -> dict[str, list[Linear]]:
-    """Linears grouped by their shared input tensor (a portable graph's q/k/v read one normed tensor)."""
+def groups(graph: GraphFile, convs: bool = False) -> dict[str, list[Linear]]:
+    """Linears grouped by their shared input tensor (a portable graph's q/k/v read one normed tensor); a tensor
+    read by both MatMuls and Convs keeps them in separate groups (keys "name" and "name#conv")."""
     out: dict[str, list[Linear]] = {}
-    for lin in graph.linears():
-        out.setdefault(lin.input, []).append(lin)
+    for lin in graph.linears(convs):
+        out.setdefault(lin.input + ("#conv" if lin.conv else ""), []).append(lin)
     return out
 
 
@@ -192,13 +194,17 @@ def _is_head(lin: Linear, options: QuantOptions) -> bool:
 
 
 def _weight_int8(graph: GraphFile, lin: Linear, w: np.ndarray) -> None:
-    q, scale = quantize_int8_columns(w)
+    if lin.conv:  # per output channel = axis 0 of [N, K / groups, *kernel]
+        q, scale = quantize_int8_columns(w.reshape(w.shape[0], -1).T)
+        q = np.ascontiguousarray(q.T).reshape(w.shape)
+    else:
+        q, scale = quantize_int8_columns(w)
     base = lin.weight
     qn = graph.set(graph.fresh(f"{base}.int8"), q)
     sn = graph.set(graph.fresh(f"{base}.scale"), scale.astype(lin.dtype))
     zn = graph.set(graph.fresh(f"{base}.zero_point"), np.zeros(lin.n, np.int8))
     wd = graph.insert_before(lin.node, "DequantizeLinear", [qn, sn, zn], graph.fresh(f"{lin.node.name}/weight/DQ"),
-                             axis=1)
+                             axis=0 if lin.conv else 1)
     lin.node.input[1] = wd
 
 
@@ -281,19 +287,21 @@ def quantize_graph(graph: GraphFile, calib: Calibration, options: QuantOptions,
                    log: Callable[[str], None] | None = None) -> QuantReport:
     """Rewrites `graph` in memory (save it afterwards) with the Q/DQ of `options.scheme`."""
     options.validate()
-    if not graph.linears():
+    if options.convs and options.scheme != "int8":
+        raise InputError("Conv weights are quantised by the int8 scheme only")
+    if not graph.linears(options.convs):
         raise InputError(f"graph '{graph.path.name}' has no MatMul with a [K, N] float weight initializer: nothing "
                          "to quantise")
     if options.scheme == "int4":
         check_blocks(graph, options)
     graph.require_opset(21 if options.scheme == "int4" else 13)  # may rebuild the graph: find the linears after
-    found = groups(graph)
+    found = groups(graph, options.convs)
     report = QuantReport()
     total_err = total_rtn = 0.0
     for n, (x, members) in enumerate(found.items()):
         if log and n % 8 == 0:
             log(f"quantising linear group {n + 1}/{len(found)}")
-        st = calib.stats.get(x)
+        st = calib.stats.get(members[0].input)
         if st is None or st.channel_absmax is None:
             raise InputError(f"calibration has no statistics for '{x}' (input of {members[0].node.name}); "
                              "calibrate on this very graph")
@@ -303,7 +311,9 @@ def quantize_graph(graph: GraphFile, calib: Calibration, options: QuantOptions,
             continue
         weights: dict[str, np.ndarray] = {}
         absmax, sample = st.absmax, st.sample
-        can_smooth = options.smooth_mul or fold_target(graph, x, members) is not None
+        conv = members[0].conv  # Convs: no smoothing (their channels are not the last axis)
+        x = members[0].input
+        can_smooth = not conv and (options.smooth_mul or fold_target(graph, x, members) is not None)
         if mode == "int8" and options.scheme == "int8" and options.alpha > 0 and can_smooth:
             w_absmax = np.max([np.abs(graph.array(m.weight)).max(axis=1) for m in members], axis=0)
             s = smooth_scales(st.channel_absmax, w_absmax, options.alpha)
@@ -328,7 +338,7 @@ def quantize_graph(graph: GraphFile, calib: Calibration, options: QuantOptions,
                 _weight_int8(graph, m, final[m.weight])
             report.quantized += 1
         if mode == "int8" and options.scheme == "int8":
-            if options.clip_search:
+            if options.clip_search and not conv:
                 ratio = _clip_search(sample, list(final.values()), absmax)
                 report.clip_ratios[x] = ratio
                 absmax *= ratio

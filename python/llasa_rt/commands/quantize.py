@@ -16,8 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "`llasa-rt compare BUNDLE/<stem>.onnx BUNDLE/<stem>.<scheme>.onnx`.")
     p.add_argument("bundle", help="bundle folder (written in place)")
     p.add_argument("--scheme", required=True, help="int8 or int4")
-    p.add_argument("--graph", help="float LM graph to quantise, by file or entry name (lm.portable.onnx for "
-                                        "TensorRT; default: the bundle's default LM)")
+    p.add_argument("--graph", help="float graph to quantise, by file or entry name: an LM graph (lm.portable.onnx "
+                                        "for TensorRT; default: the bundle's default LM) or codec_decoder.onnx "
+                                        "(int8; calibrated on the bundle's voices, else random codes)")
     p.add_argument("--prompts", help="text file with one calibration text per line (default: the packaged set of 16)")
     p.add_argument("--steps", type=int, default=32, help="speech tokens generated per calibration text (default 32)")
     p.add_argument("--alpha", type=float, default=0.5, help="int8: SmoothQuant migration strength (default 0.5)")
@@ -43,6 +44,14 @@ def run(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         print(f"llasa-rt quantize: {msg}", file=sys.stderr, flush=True)
 
+    from llasa_rt.bundle import CODEC_GRAPH
+
+    if args.graph in (CODEC_GRAPH, f"{CODEC_GRAPH}.onnx"):
+        from llasa_rt.calibration import quantize_codec
+
+        print(quantize_codec(args.bundle, args.scheme, overwrite=args.overwrite, log=progress,
+                             threads=None if args.threads is None else as_int(args.threads, "--threads", 1, 256)))
+        return 0
     name = quantize_bundle(
         args.bundle, args.scheme, graph=args.graph, texts=read_prompts(args.prompts),
         alpha=as_float(args.alpha, "--alpha", 0.0, 1.0), block_size=as_int(args.block_size, "--block-size", 16, 4096),
