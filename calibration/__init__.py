@@ -164,6 +164,7 @@ def quantize_codec(bundle_path: str | Path, scheme: str = "int8", threads: int |
     from llasa_rt.bundle import CODEC_GRAPH, Bundle, GraphEntry
     from llasa_rt.bundle.voices import read_voice
     from llasa_rt.bundle.writer import check_writable, hash_files, write_manifest
+    from llasa_rt.layout import LLASA_TOKENS
 
     from .collect import collect_codec
     from .graph import GraphFile
@@ -181,7 +182,7 @@ def quantize_codec(bundle_path: str | Path, scheme: str = "int8", threads: int |
         raise InputError(f"bundle '{bundle.root}' already has {out_file}; pass --overwrite to replace it")
     check_writable(bundle.root, "add a quantised graph")
     input_name = next(iter(src.details.get("inputs", {"codes": None})))
-    codebook = int(src.details.get("codebook_size", 65536))
+    codebook = int(src.details.get("codebook_size", LLASA_TOKENS.speech_count))
     voices = [read_voice(bundle, name)[0] for name in bundle.manifest.voices]
     codes = ([v.reshape(1, 1, -1).astype(np.int32) for v in voices] if voices
              else _random_codes(*CODEC_CALIBRATION, codebook, seed=0))
