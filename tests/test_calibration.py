@@ -291,3 +291,15 @@ def test_codec_decoder_int8_is_standard_onnx_with_a_measured_snr(tiny_codec, tmp
     assert snr > 15 and entry["details"]["snr_db_vs_fp32"] > 15
     code, _, err = _cli(["quantize", bundle, "--graph", "codec_decoder.onnx", "--scheme", "int4"], capsys)
     assert code == 2 and "--scheme int8 only" in err and len(err.strip().splitlines()) == 1
+
+
+def test_engine_speaks_from_a_quantised_graph_file(full_bundle, tmp_path):
+    """The new entry is an LM entry: Engine(BUNDLE/lm.int8.onnx) runs it (and the bundle's codec)."""
+    import llasa_rt
+    from llasa_rt.calibration import quantize_bundle
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(full_bundle, bundle)
+    assert quantize_bundle(bundle, "int8", steps=2, texts=["Calibrate on this."]) == "lm.int8"
+    audio = llasa_rt.Engine(bundle / "lm.int8.onnx").speak("Hello there.", max_new_tokens=12, seed=1)
+    assert len(audio.samples) == 12 * 320 and np.isfinite(audio.samples).all()
