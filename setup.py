@@ -2,11 +2,12 @@
 
     python/llasa_rt  -> llasa_rt               (runtime API, bundle module, backends, CLI; no torch)
     export/          -> llasa_rt.export        (HF checkpoint -> ONNX; torch/transformers as extras)
-    engines/         -> llasa_rt.engines       (ONNX -> TensorRT plans; reserved)
+    engines/         -> llasa_rt.engines       (ONNX -> TensorRT plans: `llasa-rt build-engine`)
     calibration/     -> llasa_rt.calibration   (quantisation calibration; reserved)
     runtime/ + csrc/ -> llasa_rt._core         (C++ decode core + pybind11 bindings, built by CMake)
 
-The extension is configured by CMakeLists.txt (CPU only: there is no TensorRT backend yet). Set
+The extension is configured by CMakeLists.txt (the CPU core; with LLASA_RT_CMAKE_ARGS=-DLLASA_RT_WITH_TENSORRT=ON
+also the TensorRT backend, when TensorRT and CUDA are found). Set
 LLASA_RT_CMAKE_ARGS to pass extra arguments to CMake, LLASA_RT_BUILD_TYPE to choose the build type
 (default Release).
 """

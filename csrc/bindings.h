@@ -27,6 +27,7 @@ namespace py = pybind11;
 void BindErrors(py::module_ &m);                                 // errors.h
 void BindBuildInfo(py::module_ &m);                              // build_info.h
 void BindKvCache(py::module_ &m);                                // kv_cache.h
+void BindAttention(py::module_ &m);                              // attention.h
 void BindStepBuffers(py::module_ &m);                            // step_buffers.h
 void BindSamplingOptions(py::module_ &m);                        // sampling_options.h
 void BindSampler(py::module_ &testing);                          // sampler.h
@@ -35,6 +36,7 @@ void BindBackend(py::module_ &m);                                // backend.h
 void BindGenerationController(py::module_ &m);                   // generation_controller.h
 void BindGenerator(py::module_ &m);                              // generator.h
 void BindScheduler(py::module_ &m);                              // scheduler.h
+void BindTensorRtBackend(py::module_ &m);                        // tensorrt_backend.h (TensorRT builds only)
 
 // ---- NumPy -----------------------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ void BindBuildInfo(py::module_ &m) {
       .def_readonly("version", &BuildInfo::version, "llasa-rt version of the core (the same as the package's).")
       .def_readonly("compiler", &BuildInfo::compiler, "Compiler id and version, e.g. 'GNU 12.2.0'.")
       .def_readonly("tensorrt", &BuildInfo::tensorrt,
-                    "Whether a TensorRT backend is compiled in (never yet: there is no TensorRT backend).")
+                    "Whether the TensorRT backend (TensorRtEngine, TensorRtBackend) is compiled in.")
       .def("__repr__", [](const BuildInfo &b) {
         return "BuildInfo(version='" + b.version + "', compiler='" + b.compiler +
                "', tensorrt=" + (b.tensorrt ? "True" : "False") + ")";

@@ -20,6 +20,15 @@ py::array LayerView(py::object owner, void *data) {
                static_cast<py::ssize_t>(c.head_dim) * elem, elem});
 }
 
+// A Python KvSlotCopier (a device backend written in Python). The core calls it without the GIL held.
+class PyKvSlotCopier : public KvSlotCopier {
+ public:
+  void CopySlotRange(int src, int dst, int begin, int end) override {
+    py::gil_scoped_acquire gil;
+    PYBIND11_OVERRIDE_PURE_NAME(void, KvSlotCopier, "copy_slot_range", CopySlotRange, src, dst, begin, end);
+  }
+};
+
 }  // namespace
 
 void BindKvCache(py::module_ &m) {
@@ -33,6 +42,14 @@ void BindKvCache(py::module_ &m) {
       Optional("slots", &KvCacheConfig::slots, "Most candidates decoded at once (the step's batch limit)."),
       Required("max_seq_len", &KvCacheConfig::max_seq_len, "Positions per slot: prompt plus generated tokens."),
       Optional("dtype", &KvCacheConfig::dtype, "'float32' or 'float16', the dtype of the model's KV inputs."));
+
+  py::class_<KvSlotCopier, PyKvSlotCopier>(
+      m, "KvSlotCopier",
+      "Where a device backend keeps the slots' keys/values. Subclass it and implement\n"
+      "    copy_slot_range(self, src, dst, begin, end) -> None\n"
+      "copying positions [begin, end) of slot src to slot dst in every layer (K and V); then "
+      "KvCache.set_slot_copier(copier) sends the cache's slot copies (forks, compaction) to it.")
+      .def(py::init<>());
 
   py::class_<KvCache>(m, "KvCache",
                       "Per layer one K and one V buffer [slots, kv_heads, max_seq_len, head_dim], allocated once. "
@@ -50,7 +67,21 @@ void BindKvCache(py::module_ &m) {
           [](py::object self, int layer) { return LayerView(self, self.cast<const KvCache &>().Value(layer)); },
           py::arg("layer"), "Value buffer of `layer`: a writable NumPy view, no copy.")
       .def("copy_slot", &KvCache::CopySlot, py::arg("src"), py::arg("dst"), py::arg("length"),
-           "Copies positions [0, length) of slot `src` over slot `dst`, all layers; IndexError if out of range.");
+           "Copies positions [0, length) of slot `src` over slot `dst`, all layers; IndexError if out of range. "
+           "With a slot copier set, the copier does the copy.")
+      .def("copy_slot_range", &KvCache::CopySlotRange, py::arg("src"), py::arg("dst"), py::arg("begin"),
+           py::arg("end"),
+           "Copies positions [begin, end) of slot `src` over slot `dst`, all layers; IndexError if out of range. "
+           "With a slot copier set, the copier does the copy.")
+      .def(
+          "set_slot_copier",
+          [](KvCache &cache, KvSlotCopier *copier) { cache.SetSlotCopier(copier); }, py::arg("copier").none(true),
+          py::keep_alive<1, 2>(),
+          "Sends later slot copies to `copier` (a KvSlotCopier: the slots live elsewhere, e.g. on a GPU) or back "
+          "to this host memory with None. The cache keeps the copier alive.")
+      .def_property_readonly(
+          "has_slot_copier", [](const KvCache &cache) { return cache.slot_copier() != nullptr; },
+          "True when slot copies go to a KvSlotCopier rather than this host memory.");
 }
 
 }  // namespace python

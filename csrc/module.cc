@@ -12,6 +12,7 @@ PYBIND11_MODULE(_core, m) {
   BindErrors(m);
   BindBuildInfo(m);
   BindKvCache(m);
+  BindAttention(m);
   BindStepBuffers(m);
   BindSamplingOptions(m);
   BindSampler(testing);
@@ -20,4 +21,7 @@ PYBIND11_MODULE(_core, m) {
   BindGenerationController(m);
   BindGenerator(m);
   BindScheduler(m);
+#if LLASA_RT_TENSORRT_BACKEND
+  BindTensorRtBackend(m);
+#endif
 }

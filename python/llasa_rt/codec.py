@@ -54,10 +54,17 @@ class CodecDecoder:
 
         if not isinstance(bundle, Bundle):
             bundle = Bundle.open(bundle, verify="fast")
-        entry = bundle.graph(CODEC_GRAPH)
-        if entry.backend != "onnxruntime":
+        entry = self._read_facts(bundle)
+        if entry.backend not in ("onnxruntime", "onnxruntime-cuda"):
             raise BundleError(f"bundle '{bundle.root}': the codec graph is built for {entry.backend!r}; this decoder "
                               "runs ONNX Runtime graphs (re-export with `llasa-rt export --codec ...`)")
+        self._session = create_session(bundle.path(entry.path_name), num_threads or None, providers, bundle.root)
+        self._input = self._session.get_inputs()[0].name
+        self._output = self._session.get_outputs()[0].name
+
+    def _read_facts(self, bundle: Bundle) -> Any:
+        """Reads sample rate, hop, codebook size and precision from the codec graph's entry; returns the entry."""
+        entry = bundle.graph(CODEC_GRAPH)
         details = entry.details
         self.sample_rate = int(details.get("sample_rate", 16000))
         self.hop_length = int(details.get("hop_length", 320))
@@ -66,19 +73,20 @@ class CodecDecoder:
             raise BundleError(f"bundle '{bundle.root}': graphs.codec_decoder.details.codebook_size is missing; "
                               "re-export the bundle")
         self.precision = entry.precision
-        self._session = create_session(bundle.path(entry.path_name), num_threads or None, providers, bundle.root)
-        self._input = self._session.get_inputs()[0].name
-        self._output = self._session.get_outputs()[0].name
+        return entry
 
     def decode(self, codes: Any) -> np.ndarray:
         """Decodes codes [T], [B, T] or [B, 1, T] to float32 audio [T*hop], [B, T*hop] or [B, 1, T*hop]."""
         arr = check_codes(codes, self.codebook_size)
         batched = arr.reshape(-1, 1, arr.shape[-1]) if arr.ndim < 3 else arr
-        audio = self._session.run([self._output], {self._input: np.ascontiguousarray(batched)})[0]
-        audio = audio.astype(np.float32, copy=False)
+        audio = self._run(np.ascontiguousarray(batched)).astype(np.float32, copy=False)
         if arr.ndim == 1:
             return audio[0, 0]
         return audio[:, 0] if arr.ndim == 2 else audio
+
+    def _run(self, codes: np.ndarray) -> np.ndarray:
+        """One run of the graph: int32 codes [B, 1, T] -> audio [B, 1, T * hop]."""
+        return self._session.run([self._output], {self._input: codes})[0]
 
     def streaming(self, config: StreamingConfig | None = None) -> StreamingDecoder:
         """A new StreamingDecoder over this decoder."""

@@ -27,6 +27,7 @@ import numpy as np
 from . import _core
 from .audio import Audio
 from .backends import RuntimeOptions, create_codec, create_lm, locate_lm
+from .backends.trt_plan import PLAN_GRAPHS
 from .bundle import CODEC_GRAPH
 from .bundle.voices import read_voice
 from .codec import CodecDecoder, StreamingConfig
@@ -48,6 +49,7 @@ from .text import MIN_CHARS, split_text
 MAX_VOICE_CODES = 750  # reference codes (15 s) a piece may carry as its voice prompt
 MAX_TEXT_CHARS = 1_000_000  # longest text speak() takes (about 20 hours of speech)
 MAX_PAUSE_S = 10.0  # longest silence between pieces
+CODEC_PLAN_GRAPH = PLAN_GRAPHS[CODEC_GRAPH]  # the codec plan made by `llasa-rt build-engine`
 
 
 @dataclass
@@ -139,7 +141,10 @@ class Engine:
         self.prompt = PromptBuilder.from_bundle(self.bundle)
         self.lm = create_lm(self.bundle, self.runtime, self.lm_graph)
         self._scorer_cache: dict[str, Scorer] = {}
-        self.codec: CodecDecoder | None = create_codec(self.bundle, self.runtime) if CODEC_GRAPH in m.graphs else None
+        # A TensorRT LM runs with the bundle's codec plan when build-engine made one, else with the ONNX codec.
+        plan = self.bundle.graph(self.lm_graph).backend == "tensorrt" and CODEC_PLAN_GRAPH in m.graphs
+        self.codec: CodecDecoder | None = (create_codec(self.bundle, self.runtime, CODEC_PLAN_GRAPH if plan else
+                                                        CODEC_GRAPH) if CODEC_GRAPH in m.graphs else None)
         self._lock = threading.Lock()
 
     @property

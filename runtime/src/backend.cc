@@ -21,4 +21,8 @@ void Backend::ForwardRows(const int64_t *, int, int, int, int, float *) {
                          "lengths (Scheduler); use Generator");
 }
 
+bool Backend::SharesPrefix() const { return false; }
+
+void Backend::SetSharedPrefix(int, int) {}
+
 }  // namespace llasa_rt

@@ -1,7 +1,7 @@
 // llasa-rt: what this build of the core contains.
 #include "llasa_rt/build_info.h"
 
-// Set (to 1) only by a build that compiles a TensorRT backend into the core; there is none yet.
+// Set to 1 by CMake only when the TensorRT backend is compiled into the core (LLASA_RT_WITH_TENSORRT and found).
 #ifndef LLASA_RT_TENSORRT_BACKEND
 #define LLASA_RT_TENSORRT_BACKEND 0
 #endif

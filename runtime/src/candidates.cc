@@ -27,6 +27,7 @@ void CandidateSet::Reset(int token_capacity) {
   live_.clear();
   next_uid_ = 0;
   kv_length_ = 0;
+  shared_prefix_ = 0;
   token_capacity_ = token_capacity;
 }
 
@@ -69,7 +70,7 @@ Candidate &CandidateSet::Fork(uint64_t uid) {
                                 " KV slots are live; prune a candidate first or create the KvCache with more slots");
   }
   const int slot = live();
-  cache_.CopySlot(parent.slot, slot, kv_length_);
+  cache_.CopySlotRange(parent.slot, slot, shared_prefix_, kv_length_);
   Candidate child;
   child.uid = next_uid_++;
   child.slot = slot;
@@ -86,8 +87,9 @@ void CandidateSet::LeaveLiveSet(Candidate &candidate) {
   const int hole = candidate.slot;
   const int last = live() - 1;
   if (hole != last) {
-    // Keep slots [0, live) dense: the last live candidate moves into the hole with its used KV prefix.
-    cache_.CopySlot(last, hole, kv_length_);
+    // Keep slots [0, live) dense: the last live candidate moves into the hole with its used KV (past the shared
+    // prefix, which stays in slot 0).
+    cache_.CopySlotRange(last, hole, shared_prefix_, kv_length_);
     live_[static_cast<size_t>(hole)] = live_[static_cast<size_t>(last)];
     candidates_[static_cast<size_t>(live_[static_cast<size_t>(hole)])].slot = hole;
   }

@@ -106,10 +106,32 @@ GenerationResult Generator::Generate(const std::vector<int64_t> &prompt_ids, con
     positions[j] = j;
   }
   candidates_.AddRoot();
+  // A backend that shares the prompt prefix reads positions [0, prompt_len) of every row from slot 0 until the
+  // end of this call (also when it throws): forks and compaction then copy only each candidate's own positions.
+  const bool share = backend_.SharesPrefix();
+  struct SharedPrefix {
+    Backend &backend;
+    bool active = false;
+    void End() {
+      active = false;
+      backend.SetSharedPrefix(-1, 0);
+    }
+    ~SharedPrefix() {
+      if (!active) return;
+      try {
+        backend.SetSharedPrefix(-1, 0);
+      } catch (...) {  // An exception is already propagating; it is the one to report.
+      }
+    }
+  } shared_prefix{backend_, share};
   const Clock::time_point forward_start = Clock::now();
   backend_.Forward(ids, 1, prompt_len, 0, buffers_.logits());
   const Clock::time_point forward_end = Clock::now();
   candidates_.set_kv_length(prompt_len);
+  if (share) {
+    backend_.SetSharedPrefix(0, prompt_len);
+    candidates_.set_shared_prefix(prompt_len);
+  }
   for (int i = 1; i < num_candidates; ++i) candidates_.Fork(candidates_.InSlot(0).uid);
   SampleAndBook(/*first=*/true);
   steps_done_ = 1;
@@ -143,6 +165,7 @@ GenerationResult Generator::Generate(const std::vector<int64_t> &prompt_ids, con
   // Finishing the last slot first moves no KV.
   while (candidates_.live() > 0) candidates_.Finish(candidates_.InSlot(candidates_.live() - 1).uid, FinishReason::kStopped);
   if (callback) Callback(true, callback);
+  if (shared_prefix.active) shared_prefix.End();
 
   GenerationResult result;
   result.candidates = candidates_.all();

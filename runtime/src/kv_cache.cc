@@ -96,23 +96,36 @@ void *KvCache::Value(int layer) const {
 }
 
 void KvCache::CopySlot(int src, int dst, int length) {
-  if (src < 0 || src >= config_.slots || dst < 0 || dst >= config_.slots) {
-    throw std::out_of_range("CopySlot(" + std::to_string(src) + ", " + std::to_string(dst) + "): slots are [0, " +
-                            std::to_string(config_.slots) + ")");
-  }
   if (length < 0 || length > config_.max_seq_len) {
     throw std::out_of_range("CopySlot length " + std::to_string(length) + " outside [0, max_seq_len=" +
                             std::to_string(config_.max_seq_len) + "]");
   }
-  if (src == dst || length == 0) return;
+  CopySlotRange(src, dst, 0, length);
+}
+
+void KvCache::CopySlotRange(int src, int dst, int begin, int end) {
+  if (src < 0 || src >= config_.slots || dst < 0 || dst >= config_.slots) {
+    throw std::out_of_range("CopySlot(" + std::to_string(src) + ", " + std::to_string(dst) + "): slots are [0, " +
+                            std::to_string(config_.slots) + ")");
+  }
+  if (begin < 0 || begin > end || end > config_.max_seq_len) {
+    throw std::out_of_range("CopySlotRange positions [" + std::to_string(begin) + ", " + std::to_string(end) +
+                            ") outside [0, max_seq_len=" + std::to_string(config_.max_seq_len) + "]");
+  }
+  if (src == dst || begin == end) return;
+  if (copier_ != nullptr) {
+    copier_->CopySlotRange(src, dst, begin, end);
+    return;
+  }
   const size_t elem = KvDTypeSize(config_.dtype);
   const size_t row_bytes = static_cast<size_t>(config_.head_dim) * elem;  // One position of one head.
   const size_t head_bytes = static_cast<size_t>(config_.max_seq_len) * row_bytes;
-  const size_t copy_bytes = static_cast<size_t>(length) * row_bytes;    // The used prefix of one head.
+  const size_t first_byte = static_cast<size_t>(begin) * row_bytes;
+  const size_t copy_bytes = static_cast<size_t>(end - begin) * row_bytes;  // The range in one head.
   for (int buffer = 0; buffer < 2 * config_.num_layers; ++buffer) {
     unsigned char *base = base_ + stride_bytes_ * static_cast<size_t>(buffer);
-    unsigned char *from = base + slot_bytes_ * static_cast<size_t>(src);
-    unsigned char *to = base + slot_bytes_ * static_cast<size_t>(dst);
+    unsigned char *from = base + slot_bytes_ * static_cast<size_t>(src) + first_byte;
+    unsigned char *to = base + slot_bytes_ * static_cast<size_t>(dst) + first_byte;
     for (int head = 0; head < config_.num_kv_heads; ++head) {
       std::memcpy(to + head * head_bytes, from + head * head_bytes, copy_bytes);
     }

@@ -4,15 +4,18 @@
     generator = runner.generator(slots=8)                       # KV cache for 8 candidates (grown on demand)
     codec = create_codec(bundle, RuntimeOptions(threads=2))     # the X-Codec2 decoder
 
-| manifest backend   | LM                                                | codec                    |
-|--------------------|---------------------------------------------------|--------------------------|
-| `onnxruntime`      | `ort.OrtLmBackend` (CPU provider);                | `codec.CodecDecoder`     |
-|                    | flavour "portable": `portable.PortableLmBackend`  |                          |
-| `onnxruntime-cuda` | not in this version (GPU issue)                   | not in this version      |
-| `tensorrt`         | not in this version (GPU issue)                   | not in this version      |
+| manifest backend   | LM                                                 | codec                            |
+|--------------------|----------------------------------------------------|----------------------------------|
+| `onnxruntime`      | `ort.OrtLmBackend` (CPU provider);                 | `codec.CodecDecoder`             |
+|                    | flavour "portable": `portable.PortableLmBackend`   |                                  |
+| `onnxruntime-cuda` | `ort_cuda.DeviceLmBackend` (CUDA, KV on the GPU)   | `codec.CodecDecoder` on CUDA     |
+| `tensorrt`         | `_core.TensorRtBackend` (C++, when compiled in)    | `trt_codec.TensorRtCodecDecoder` |
 
-A bundle may hold several LM entries ("lm", "lm.portable", ...): `create_lm(bundle, runtime, graph)` runs the one
-named (default: `Manifest.default_lm()`); `Engine("BUNDLE/lm.portable.onnx")` picks it by its file.
+A bundle may hold several LM entries ("lm", "lm.portable", "lm.plan", ...): `create_lm(bundle, runtime, graph)` runs
+the one named (default: `Manifest.default_lm()`); `Engine("BUNDLE/lm.portable.onnx")` picks it by its file.
+`create_codec(bundle, runtime, graph)` likewise ("codec_decoder", or the plan "codec_decoder.plan"). The GPU
+backends have never run (no GPU on the development machines); without their runtime or a device they refuse in one
+line (what to install, or the ONNX graph to use).
 
 A new backend is a `_core.Backend` subclass (Python, or C++ bound through csrc/) plus one entry in
 `_LM_BACKENDS`; the loop, the sampler and `Engine` do not change.
@@ -41,6 +44,7 @@ class RuntimeOptions:
     threads: int | None = None  # intra-op threads per session; None = ONNX Runtime's default (physical cores)
     providers: list[str] | None = None  # ONNX Runtime execution providers; None = CPU
     sampler_threads: int = 1  # threads sampling the candidates of one step (results do not depend on it)
+    cuda_graphs: bool = False  # TensorRT backend: replay decode steps as CUDA graphs (docs/gpu.md; never run)
 
     def __post_init__(self) -> None:
         if self.threads is not None:
@@ -127,8 +131,8 @@ def require_tensorrt(bundle: Bundle | None = None) -> Any:
         where = f"{bundle.root}/" if bundle is not None else "BUNDLE/"
         instead = " or ".join(f"{where}{name}" for name in onnx) or f"{where}lm.onnx or {where}lm.portable.onnx"
         raise BundleError("a TensorRT plan needs TensorRT, which this Python cannot import: install TensorRT on an "
-                          f"NVIDIA GPU machine and run `llasa-rt build-engine` there, or use {instead} instead"
-                          ) from None
+                          "NVIDIA GPU machine and run `llasa-rt build-engine` there (`pip install tensorrt` on x86_64; "
+                          f"on Jetson JetPack's python3-libnvinfer), or use {instead} instead") from None
     return tensorrt
 
 
@@ -191,18 +195,47 @@ def lm_driver(path: str | Path, threads: int | None = None) -> tuple[Bundle, Any
     return bundle, GrowingPastLm(bundle.path(entry.path_name), bundle.manifest.lm_model(graph), threads)
 
 
-def _not_in_this_version(kind: str) -> Callable[[Bundle, RuntimeOptions, str], Any]:
-    def refuse(bundle: Bundle, runtime: RuntimeOptions, graph: str = "") -> Any:
-        raise BundleError(f"bundle '{bundle.root}' is built for the {kind!r} backend, which this version of llasa-rt "
-                          "does not have; export an ONNX Runtime bundle with `llasa-rt export` (CPU)")
+def _ort_cuda_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str) -> LmRunner:
+    from .ort import check_lm_graph, create_session
+    from .ort_cuda import CUDA_PROVIDER, CudaMemory, DeviceLmBackend, check_cuda_model, check_cuda_provider
 
-    return refuse
+    entry = bundle.graph(graph)
+    if entry.details.get("flavour") == PORTABLE_FLAVOUR:
+        raise BundleError(f"bundle '{bundle.root}': graph '{graph}' is the portable graph, which runs on a GPU through "
+                          "TensorRT (`llasa-rt build-engine`); the onnxruntime-cuda backend runs the ORT graph lm.onnx")
+    model, (_, tokens, _) = bundle.manifest.lm_model(graph), bundle.manifest.lm_parts()
+    check_cuda_model(model, bundle.root)
+    check_cuda_provider()
+    memory = CudaMemory(0)
+    path = bundle.path(entry.path_name)
+    session = create_session(path, runtime.threads, [CUDA_PROVIDER, "CPUExecutionProvider"], bundle.root)
+    check_lm_graph(session, model, tokens, f"{path.name} of bundle '{bundle.root}'")
+
+    def make(session: Any, cache: Any, buffers: Any, m: Any) -> Any:
+        return DeviceLmBackend(session, cache, buffers, m, memory)
+
+    return LmRunner(bundle, runtime, make, session, graph)
+
+
+def _tensorrt_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str) -> LmRunner:
+    from .trt_plan import read_plan, require_tensorrt_backend, running_facts
+
+    require_tensorrt(bundle)
+    require_tensorrt_backend()
+    plan, facts = read_plan(bundle, graph, running_facts(bundle))
+    engine = _core.TensorRtEngine(plan)
+    options = _core.TensorRtOptions(max_batch=facts.max_batch, cuda_graphs=bool(runtime.cuda_graphs))
+
+    def make(engine: Any, cache: Any, buffers: Any, m: Any) -> Any:
+        return _core.TensorRtBackend(cache, buffers, engine, options)
+
+    return LmRunner(bundle, runtime, make, engine, graph)
 
 
 _LM_BACKENDS: dict[str, Callable[[Bundle, RuntimeOptions, str], LmRunner]] = {
     "onnxruntime": _ort_lm,
-    "onnxruntime-cuda": _not_in_this_version("onnxruntime-cuda"),
-    "tensorrt": _not_in_this_version("tensorrt"),
+    "onnxruntime-cuda": _ort_cuda_lm,
+    "tensorrt": _tensorrt_lm,
 }
 
 
@@ -213,12 +246,25 @@ def create_lm(bundle: Bundle, runtime: RuntimeOptions | None = None, graph: str 
     return _LM_BACKENDS[bundle.graph(graph).backend](bundle, runtime, graph)
 
 
-def create_codec(bundle: Bundle, runtime: RuntimeOptions | None = None) -> Any:
-    """The X-Codec2 decoder of `bundle` (a `llasa_rt.codec.CodecDecoder`)."""
+def create_codec(bundle: Bundle, runtime: RuntimeOptions | None = None, graph: str = CODEC_GRAPH) -> Any:
+    """The X-Codec2 decoder of `bundle` (graph entry `graph`, default "codec_decoder"): a `codec.CodecDecoder` on
+    ONNX Runtime (backend onnxruntime-cuda: on the CUDA provider), or a `trt_codec.TensorRtCodecDecoder` for the
+    plan "codec_decoder.plan"."""
     from ..codec import CodecDecoder
 
     runtime = runtime or RuntimeOptions()
-    backend = bundle.graph(CODEC_GRAPH).backend
-    if backend != "onnxruntime":
-        _not_in_this_version(backend)(bundle, runtime)
-    return CodecDecoder(bundle, num_threads=runtime.threads or 0, providers=runtime.providers)
+    backend = bundle.graph(graph).backend
+    if backend == "tensorrt":
+        from .trt_codec import TensorRtCodecDecoder
+
+        return TensorRtCodecDecoder(bundle, graph)
+    if graph != CODEC_GRAPH:
+        raise BundleError(f"bundle '{bundle.root}': graph '{graph}' is not a codec plan; the ONNX codec decoder is "
+                          f"the entry '{CODEC_GRAPH}'")
+    providers = runtime.providers
+    if backend == "onnxruntime-cuda":
+        from .ort_cuda import CUDA_PROVIDER, check_cuda_provider
+
+        check_cuda_provider()
+        providers = [CUDA_PROVIDER, "CPUExecutionProvider"]
+    return CodecDecoder(bundle, num_threads=runtime.threads or 0, providers=providers)

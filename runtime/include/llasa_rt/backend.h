@@ -34,6 +34,14 @@ class Backend {
   virtual void ForwardRows(const int64_t *input_ids, int first_slot, int batch, int seq_len, int mask_len,
                            float *logits);
 
+  // Shared prompt prefix (Generator only; the Scheduler never shares). When SharesPrefix() is true the Generator,
+  // after prefilling the prompt into slot 0, calls SetSharedPrefix(0, prompt_len): from then on every Forward must
+  // read positions [0, prompt_len) of every row from slot 0 (other slots hold only their own positions from
+  // prompt_len on; slot 0's positions below prompt_len are never overwritten). SetSharedPrefix(-1, 0) ends it, at
+  // the end of every Generate (also when it throws). Defaults: false / does nothing.
+  virtual bool SharesPrefix() const;
+  virtual void SetSharedPrefix(int slot, int length);
+
   KvCache &cache() const { return cache_; }
   StepBuffers &buffers() const { return buffers_; }
 

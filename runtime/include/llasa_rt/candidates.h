@@ -1,6 +1,7 @@
 // llasa-rt: decode candidates and the set that keeps the live ones compacted in KV slots [0, live).
-// Fork copies the parent's used KV prefix into the first free slot; prune / finish move the last live
-// candidate into the hole (one CopySlot of the used prefix), so a step always runs on slots [0, live).
+// Fork copies the parent's used KV into the first free slot; prune / finish move the last live candidate into the
+// hole (one copy of its used KV), so a step always runs on slots [0, live). With a shared prefix (slot 0's first
+// positions read by every candidate) only the positions after it are copied.
 #pragma once
 
 #include <cstdint>
@@ -50,9 +51,14 @@ class CandidateSet {
   // Moves live candidate `uid` out of the live set (its tokens are kept) with `reason`.
   void Finish(uint64_t uid, FinishReason reason);
 
-  // Positions [0, kv_length) of every live slot hold valid keys/values.
+  // Positions [0, kv_length) of every live slot hold valid keys/values (positions below shared_prefix() are read
+  // from slot 0 by every candidate).
   int kv_length() const { return kv_length_; }
   void set_kv_length(int length) { kv_length_ = length; }
+  // Positions [0, length) of slot 0 are shared by every candidate (a backend that SharesPrefix()): forks and
+  // compaction then copy only positions [length, kv_length). 0 (after Reset) = every slot holds all of its KV.
+  int shared_prefix() const { return shared_prefix_; }
+  void set_shared_prefix(int length) { shared_prefix_ = length; }
 
   int live() const { return static_cast<int>(live_.size()); }
   int slots() const { return cache_.config().slots; }
@@ -72,6 +78,7 @@ class CandidateSet {
   std::vector<int> live_;  // slot -> index into candidates_.
   uint64_t next_uid_ = 0;
   int kv_length_ = 0;
+  int shared_prefix_ = 0;
   int token_capacity_ = 0;
 };
 

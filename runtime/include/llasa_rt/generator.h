@@ -1,6 +1,7 @@
 // llasa-rt: the decode loop. Prefill the prompt once at batch 1 into slot 0, fork to N candidates, then batched
 // decode steps over the live candidates only (slots [0, live)); every K tokens a callback may stop, prune or fork
-// candidates and receives newly final codes. Decode steps allocate nothing and never copy the whole cache.
+// candidates and receives newly final codes. Decode steps allocate nothing and never copy the whole cache. With a
+// backend that SharesPrefix(), the prompt's KV stays in slot 0 only and forks copy just their own positions.
 #pragma once
 
 #include <atomic>

@@ -18,6 +18,17 @@ size_t KvDTypeSize(KvDType dtype);
 // "float32" / "float16".
 const char *KvDTypeName(KvDType dtype);
 
+// Where a device backend keeps the slots' real keys/values (e.g. in GPU memory): when a KvCache is given a
+// copier, its slot copies (forks, compaction) go to the copier instead of this host memory, which then stays
+// untouched (its pages are never committed). The cache still owns the shape and checks every copy's range first.
+class KvSlotCopier {
+ public:
+  virtual ~KvSlotCopier() = default;
+  // Copies positions [begin, end) of slot `src` to slot `dst` in every layer, K and V, every head.
+  // Called only with valid, distinct slots and 0 <= begin < end <= max_seq_len.
+  virtual void CopySlotRange(int src, int dst, int begin, int end) = 0;
+};
+
 // Shape of the cache.
 struct KvCacheConfig {
   int num_layers = 0;                // Decoder layers (one K and one V buffer each).
@@ -51,7 +62,17 @@ class KvCache {
 
   // Copies positions [0, length) of slot `src` to slot `dst` in every layer, K and V, every head.
   // Positions >= length of `dst` are left as they are. Throws std::out_of_range on a bad slot/length.
+  // With a copier set, the copy is the copier's (see KvSlotCopier).
   void CopySlot(int src, int dst, int length);
+  // Copies positions [begin, end) of slot `src` to slot `dst` in every layer, K and V, every head (a fork that
+  // shares the prompt prefix copies only its own suffix). Throws std::out_of_range on a bad slot/range. With a
+  // copier set, the copy is the copier's.
+  void CopySlotRange(int src, int dst, int begin, int end);
+
+  // Sends every later slot copy to `copier` (not owned; it must outlive its use), or back to this host memory when
+  // `copier` is null. A device backend sets itself here when it is constructed and resets it when destroyed.
+  void SetSlotCopier(KvSlotCopier *copier) { copier_ = copier; }
+  KvSlotCopier *slot_copier() const { return copier_; }
 
  private:
   KvCacheConfig config_;
@@ -60,6 +81,7 @@ class KvCache {
   size_t slot_bytes_ = 0;    // One slot of one buffer: kv_heads * max_seq_len * head_dim elements.
   size_t total_bytes_ = 0;   // The single mapping that holds every buffer.
   unsigned char *base_ = nullptr;
+  KvSlotCopier *copier_ = nullptr;  // Not owned; null = copies in host memory.
 };
 
 }  // namespace llasa_rt
