@@ -19,7 +19,8 @@ from ._version import __version__
 from .errors import LlasaError
 
 # Command modules, in the order `llasa-rt --help` lists them.
-COMMANDS = ["speak", "serve", "export", "info", "voice", "verifier", "compare", "build_engine", "make_tiny"]
+COMMANDS = ["speak", "serve", "export", "info", "voice", "verifier", "compare", "quantize", "build_engine",
+            "make_tiny"]
 
 
 def build_parser() -> argparse.ArgumentParser:

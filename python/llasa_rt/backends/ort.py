@@ -192,6 +192,7 @@ class GrowingPastLm:
         self.model = model
         self.session = create_session(Path(onnx_path), threads)
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.outputs: dict[str, np.ndarray] = {}  # every output of the last run, by name (calibration reads them)
         self.reset()
 
     @classmethod
@@ -222,6 +223,7 @@ class GrowingPastLm:
         feed = {LmIo.INPUT_IDS: ids, LmIo.ATTENTION_MASK: np.ones((b, self.length + s), np.int64),
                 LmIo.POSITION_IDS: pos, **self.past}
         out = dict(zip(self.output_names, self.session.run(None, feed), strict=True))
+        self.outputs = out
         self.past = {LmIo.present_to_past(k): v for k, v in out.items() if k.startswith("present.")}
         self.length += s
         return out[LmIo.LOGITS]

@@ -161,6 +161,7 @@ class PortableLm:
         self.model = model
         self.session = create_session(Path(onnx_path), threads)
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.outputs: dict[str, np.ndarray] = {}  # every output of the last run, by name (calibration reads them)
         self.reset()
 
     @classmethod
@@ -203,6 +204,7 @@ class PortableLm:
         mask[:, :past] = np.arange(past)[None, :] < lengths[:, None]
         feed = {LmIo.INPUT_IDS: ids, LmIo.ATTENTION_MASK: mask, LmIo.POSITION_IDS: pos, **self.cache}
         out = dict(zip(self.output_names, self.session.run(None, feed), strict=True))
+        self.outputs = out
         for r in range(b):
             n = int(lengths[r])
             for name, new in out.items():

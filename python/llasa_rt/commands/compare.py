@@ -18,32 +18,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=32, help="decode steps per prompt (default 32)")
     p.add_argument("--prompts", help="text file with one prompt per line (default: the packaged set of 16)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads per session")
+    p.add_argument("--no-greedy", action="store_true", help="skip the free-running greedy comparison")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import sys
+def read_prompts(name: str | None) -> list[str] | None:
+    """The non-empty lines of a --prompts file (None when no file is given)."""
     from pathlib import Path
 
     from llasa_rt.commands.speak import read_utf8
     from llasa_rt.errors import InputError
+
+    if not name:
+        return None
+    path = Path(name)
+    if not path.is_file():
+        raise InputError(f"--prompts file '{path}' does not exist")
+    texts = [t.strip() for t in read_utf8(path.read_bytes(), f"--prompts file '{path}'").splitlines() if t.strip()]
+    if not texts:
+        raise InputError(f"--prompts file '{path}' has no non-empty line")
+    return texts
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
     from llasa_rt.options import as_int
 
     steps = as_int(args.steps, "--steps", 1, 100_000)
     threads = None if args.threads is None else as_int(args.threads, "--threads", 1, 256)
-    texts = None
-    if args.prompts:
-        path = Path(args.prompts)
-        if not path.is_file():
-            raise InputError(f"--prompts file '{path}' does not exist")
-        texts = [t.strip() for t in read_utf8(path.read_bytes(), f"--prompts file '{path}'").splitlines() if t.strip()]
-        if not texts:
-            raise InputError(f"--prompts file '{path}' has no non-empty line")
+    texts = read_prompts(args.prompts)
     from llasa_rt.evaluation.drift import measure_drift
 
     def progress(msg: str) -> None:
         print(f"llasa-rt compare: {msg}", file=sys.stderr, flush=True)
 
-    report = measure_drift(args.reference, args.candidate, texts, steps, threads, log=progress)
+    report = measure_drift(args.reference, args.candidate, texts, steps, threads, log=progress,
+                           greedy=not args.no_greedy)
     print(report)
     return 0
