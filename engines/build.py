@@ -6,7 +6,7 @@ choosing the source graphs, the profiles, checking them against the graph's inpu
 refusal when `tensorrt` is missing (before anything is written).
 
 Which ONNX graph each precision builds from (LM entries whose details.flavour is "portable": "lm.portable" from
-`llasa-rt export --target portable|both`, "lm.portable_int8" / "lm.portable_int4" from `llasa-rt quantize`):
+`llasa-rt export --target portable|both`, "lm.portable.int8" / "lm.portable.int4" from `llasa-rt quantize`):
 
 - fp16: the portable fp16 graph (else the fp32 one), weakly typed network with BuilderFlag.FP16; codec_decoder with
   the fp16 flag;

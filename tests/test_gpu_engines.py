@@ -138,7 +138,7 @@ def test_profiles_are_checked_against_the_graphs_inputs():
 
 def _facts(**changes) -> PlanFacts:
     facts = PlanFacts(tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7", precision="int8",
-                      source_graph="lm.portable_int8", source_sha256="a" * 64, strongly_typed=True, max_batch=8,
+                      source_graph="lm.portable.int8", source_sha256="a" * 64, strongly_typed=True, max_batch=8,
                       max_context=2048, profiles=tuple(p.to_json() for p in lm_profiles(LLASA_1B, 8, 2048)),
                       kv_dtype="float16", kv_capacity=2048)
     return replace(facts, **changes)
@@ -237,7 +237,7 @@ def _add_qdq_entry(root: Path, scheme: str) -> None:
     bundle = Bundle.open(root, verify="fast")
     entry = copy.deepcopy(bundle.manifest.graphs["lm.portable"])
     entry.precision = scheme
-    bundle.manifest.graphs[f"lm.portable_{scheme}"] = entry
+    bundle.manifest.graphs[f"lm.portable.{scheme}"] = entry
     write_manifest(root, bundle.manifest)
 
 
@@ -267,7 +267,7 @@ def test_each_precision_builds_from_its_portable_graph(tiny_bundle, both_bundle,
         lm_source(Bundle.open(root), "int8")
     _add_qdq_entry(root, "int8")
     src = lm_source(Bundle.open(root), "int8")
-    assert (src.graph, src.fp16_flag, src.strongly_typed) == ("lm.portable_int8", False, True)
+    assert (src.graph, src.fp16_flag, src.strongly_typed) == ("lm.portable.int8", False, True)
     assert codec_source(Bundle.open(root), "fp16") is None  # no codec in this bundle: no codec plan
 
 
