@@ -94,8 +94,8 @@ def child_variant(b: str, threads: int, tokens: int, session: dict) -> dict:
 
     plain = ort_backend.session_options
 
-    def options(n: int | None = None) -> ort.SessionOptions:
-        so = plain(n)
+    def options(n: int | None = None, spinning: bool = True) -> ort.SessionOptions:
+        so = plain(n, spinning)
         for k, v in session.get("config", {}).items():
             so.add_session_config_entry(k, v)
         if "level" in session:
@@ -127,8 +127,8 @@ def child_profile(b: str, threads: int) -> dict:
 
     plain = ort_backend.session_options
 
-    def options(n: int | None = None) -> ort.SessionOptions:
-        so = plain(n)
+    def options(n: int | None = None, spinning: bool = True) -> ort.SessionOptions:
+        so = plain(n, spinning)
         so.enable_profiling = True
         so.profile_file_prefix = str(OUT / "ort-prefill-profile")
         return so
