@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from onnx import TensorProto
@@ -111,11 +112,10 @@ def rotary_cache(config: dict, head_dim: int, max_context: int) -> tuple[np.ndar
     return (freqs.cos() * scaling).numpy(), (freqs.sin() * scaling).numpy()
 
 
-class LlamaGraphBuilder:
-    """Writes `lm.onnx` + `lm.onnx.data` for a checked Llasa checkpoint."""
+class DecoderGraphBuilder:
+    """What every LM graph builder takes from a checked checkpoint: its options, a log and the decoder's shape."""
 
-    def __init__(self, ckpt: LlasaCheckpoint, options: LmExportOptions,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, ckpt: LlasaCheckpoint, options: Any, log: Callable[[str], None] | None = None) -> None:
         options.validate()
         self.ckpt, self.opt = ckpt, options
         self.log = log or (lambda msg: None)
@@ -126,12 +126,20 @@ class LlamaGraphBuilder:
         self.kv_heads = int(c.get("num_key_value_heads") or self.heads)
         self.head_dim = ckpt.head_dim
         self.eps = float(c.get("rms_norm_eps", 1e-5))
-        if self.head_dim % 16:
-            raise ValueError(f"head_dim {self.head_dim} is not a multiple of 16 (ONNX Runtime's GroupQueryAttention "
-                             "needs that); Llasa models use 64 or 128")
         self.fp16 = options.precision == "fp16"
         self.act = np.float16 if self.fp16 else np.float32
         self.act_type = TensorProto.FLOAT16 if self.fp16 else TensorProto.FLOAT
+
+
+class LlamaGraphBuilder(DecoderGraphBuilder):
+    """Writes `lm.onnx` + `lm.onnx.data` for a checked Llasa checkpoint."""
+
+    def __init__(self, ckpt: LlasaCheckpoint, options: LmExportOptions,
+                 log: Callable[[str], None] | None = None) -> None:
+        super().__init__(ckpt, options, log)
+        if self.head_dim % 16:
+            raise ValueError(f"head_dim {self.head_dim} is not a multiple of 16 (ONNX Runtime's GroupQueryAttention "
+                             "needs that); Llasa models use 64 or 128")
         self.bits = {"int8": 8, "int4": 4}.get(options.precision)
         self.embed_block = 0
         self.vocab = self.inter = 0  # read from the weights while building

@@ -44,7 +44,7 @@ from llasa_rt.bundle import ModelFacts
 from llasa_rt.layout import LLASA_TOKENS, LmIo
 
 from .checkpoint import LlasaCheckpoint, WeightReader
-from .lm_graph import rotary_cache
+from .lm_graph import DecoderGraphBuilder, rotary_cache
 from .onnx_writer import GraphWriter
 
 PORTABLE_OPSET = 13
@@ -84,25 +84,13 @@ class PortableGraphWriter(GraphWriter):
         onnx.checker.check_model(str(self.onnx_path), full_check=True)
 
 
-class PortableGraphBuilder:
+class PortableGraphBuilder(DecoderGraphBuilder):
     """Writes `lm.portable.onnx` + `lm.portable.onnx.data` for a checked Llasa checkpoint."""
 
     def __init__(self, ckpt: LlasaCheckpoint, options: PortableExportOptions,
                  log: Callable[[str], None] | None = None) -> None:
-        options.validate()
-        self.ckpt, self.opt = ckpt, options
-        self.log = log or (lambda msg: None)
-        c = ckpt.config
-        self.layers = int(c["num_hidden_layers"])
-        self.hidden = int(c["hidden_size"])
-        self.heads = int(c["num_attention_heads"])
-        self.kv_heads = int(c.get("num_key_value_heads") or self.heads)
-        self.head_dim = ckpt.head_dim
+        super().__init__(ckpt, options, log)
         self.group = self.heads // self.kv_heads
-        self.eps = float(c.get("rms_norm_eps", 1e-5))
-        self.fp16 = options.precision == "fp16"
-        self.act = np.float16 if self.fp16 else np.float32
-        self.act_type = TensorProto.FLOAT16 if self.fp16 else TensorProto.FLOAT
 
     def build(self, onnx_path: Path) -> ModelFacts:
         """Writes the graph; returns facts for the manifest."""

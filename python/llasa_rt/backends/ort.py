@@ -110,6 +110,19 @@ def _pointer(a: np.ndarray) -> int:
     return int(a.__array_interface__["data"][0])
 
 
+def core_kv_buffers(cache: Any, model: ModelFacts) -> tuple[Any, list[np.ndarray], list[np.ndarray]]:
+    """(dtype, keys, values): the core KvCache's per-layer buffers as NumPy views, checked to be contiguous and of
+    the graph's KV dtype (a backend binds them by address)."""
+    kv_dtype = np.float16 if model.kv_dtype == "float16" else np.float32
+    keys = [cache.key(i) for i in range(model.num_layers)]
+    values = [cache.value(i) for i in range(model.num_layers)]
+    for buf in keys + values:
+        if buf.dtype != kv_dtype or not buf.flags.c_contiguous:
+            raise BundleError(f"KV buffer of dtype {buf.dtype} / layout {buf.strides} does not fit this graph "
+                              f"(needs contiguous {np.dtype(kv_dtype).name})")
+    return kv_dtype, keys, values
+
+
 class OrtLmBackend(_core.Backend):
     """An LM graph as a `llasa_rt._core.Backend` (shared past/present KV buffers, see the module docstring)."""
 
@@ -119,14 +132,8 @@ class OrtLmBackend(_core.Backend):
         self.binding = session.io_binding()
         self.layers = model.num_layers
         cfg = cache.config
-        self.kv_dtype = np.float16 if model.kv_dtype == "float16" else np.float32
+        self.kv_dtype, self.keys, self.values = core_kv_buffers(cache, model)
         self.kv_tail = [cfg.num_kv_heads, cfg.max_seq_len, cfg.head_dim]
-        self.keys = [cache.key(i) for i in range(self.layers)]
-        self.values = [cache.value(i) for i in range(self.layers)]
-        for buf in self.keys + self.values:
-            if buf.dtype != self.kv_dtype or not buf.flags.c_contiguous:
-                raise BundleError(f"KV buffer of dtype {buf.dtype} / layout {buf.strides} does not fit this graph "
-                                  f"(needs contiguous {np.dtype(self.kv_dtype).name})")
         self.rows = int(buffers.rows)
         self.ids_ptr = _pointer(buffers.input_ids)
         self.pos_ptr = _pointer(buffers.position_ids)

@@ -26,7 +26,7 @@ from .. import _core
 from ..bundle import ModelFacts
 from ..errors import BundleError, InputError
 from ..layout import LmIo, TokenLayout
-from .ort import check_lm_graph, create_session
+from .ort import check_lm_graph, core_kv_buffers, create_session
 
 
 def _pointer(a: np.ndarray) -> int:
@@ -80,13 +80,7 @@ class PortableLmBackend(_core.Backend):
         if cfg.max_seq_len != model.max_context:
             raise BundleError(f"the KV cache holds {cfg.max_seq_len} positions per slot but the portable graph reads "
                               f"{model.max_context}; make the cache with max_seq_len = model.max_context")
-        self.kv_dtype = np.float16 if model.kv_dtype == "float16" else np.float32
-        self.keys = [cache.key(i) for i in range(self.layers)]
-        self.values = [cache.value(i) for i in range(self.layers)]
-        for buf in self.keys + self.values:
-            if buf.dtype != self.kv_dtype or not buf.flags.c_contiguous:
-                raise BundleError(f"KV buffer of dtype {buf.dtype} / layout {buf.strides} does not fit this graph "
-                                  f"(needs contiguous {np.dtype(self.kv_dtype).name})")
+        self.kv_dtype, self.keys, self.values = core_kv_buffers(cache, model)
         self.kv_shape = [cfg.num_kv_heads, cfg.max_seq_len, cfg.head_dim]
         self.slot_bytes = int(self.keys[0][0].nbytes)
         self.new_kv = _NewKv(self.layers, cfg.slots, cfg.num_kv_heads, cfg.head_dim, self.kv_dtype)
