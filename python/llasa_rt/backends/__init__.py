@@ -125,7 +125,17 @@ def _ort_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str) -> LmRunner:
         check_portable_graph(session, model, tokens, f"{path.name} of bundle '{bundle.root}'")
         return LmRunner(bundle, runtime, PortableLmBackend, session, graph)
     check_lm_graph(session, model, tokens, f"{path.name} of bundle '{bundle.root}'")
-    return LmRunner(bundle, runtime, OrtLmBackend, session, graph)
+    prefill_name = entry.details.get("prefill")
+    if not prefill_name:
+        return LmRunner(bundle, runtime, OrtLmBackend, session, graph)
+    prefill_path = bundle.path(prefill_name)
+    prefill = create_session(prefill_path, runtime.threads, runtime.providers, bundle.root)
+    check_lm_graph(prefill, model, tokens, f"{prefill_path.name} of bundle '{bundle.root}'")
+
+    def make(session: Any, cache: Any, buffers: Any, m: Any) -> Any:
+        return OrtLmBackend(session, cache, buffers, m, prefill=prefill)
+
+    return LmRunner(bundle, runtime, make, session, graph)
 
 
 def require_tensorrt(bundle: Bundle | None = None) -> Any:

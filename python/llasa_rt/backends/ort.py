@@ -123,13 +123,21 @@ def core_kv_buffers(cache: Any, model: ModelFacts) -> tuple[Any, list[np.ndarray
     return kv_dtype, keys, values
 
 
-class OrtLmBackend(_core.Backend):
-    """An LM graph as a `llasa_rt._core.Backend` (shared past/present KV buffers, see the module docstring)."""
+PREFILL_MIN_TOKENS = 16  # steps with at least this many new tokens per row run the bundle's prefill graph, if any
 
-    def __init__(self, session: Any, cache: Any, buffers: Any, model: ModelFacts) -> None:
+
+class OrtLmBackend(_core.Backend):
+    """An LM graph as a `llasa_rt._core.Backend` (shared past/present KV buffers, see the module docstring).
+
+    `prefill`: an optional second session of the same LM whose matrix products use int8 weights and dynamically
+    quantised activations (`export --prefill-int8`): steps of at least PREFILL_MIN_TOKENS new tokens per row (a
+    prompt) run on it, writing the same KV slots; decode steps run on `session`."""
+
+    def __init__(self, session: Any, cache: Any, buffers: Any, model: ModelFacts, prefill: Any = None) -> None:
         super().__init__(cache, buffers)
         self.session = session
         self.binding = session.io_binding()
+        self.prefill = prefill
         self.layers = model.num_layers
         cfg = cache.config
         self.kv_dtype, self.keys, self.values = core_kv_buffers(cache, model)
@@ -141,14 +149,13 @@ class OrtLmBackend(_core.Backend):
         self.padded_mask_ptr = _pointer(buffers.padded_mask)
         self.logits_ptr = _pointer(buffers.logits)
         self.slot_bytes = int(self.keys[0][0].nbytes)  # one slot of one layer's K (or V) buffer
-        self.bound_batch = 0
-        self.bound_rows: tuple[int, int] | None = None  # (first_slot, batch) of the last forward_rows binding
+        self.bound_rows: tuple[int, int] | None = None  # (first_slot, batch) of the decode binding's KV
         self.profile = False  # when True, `run_seconds` collects the time of each session run (benchmarks)
         self.run_seconds: list[float] = []
+        self.prefill_runs = 0  # steps run on the prefill session
 
-    def _bind_batch(self, batch: int, first_slot: int = 0) -> None:
-        """(Re)binds the KV buffers of slots [first_slot, first_slot + batch) and the logits."""
-        b = self.binding
+    def _bind_kv(self, b: Any, batch: int, first_slot: int) -> None:
+        """Binds the KV buffers of slots [first_slot, first_slot + batch) and the logits on binding `b`."""
         shape = [batch, *self.kv_tail]
         offset = first_slot * self.slot_bytes
         for i in range(self.layers):
@@ -157,39 +164,37 @@ class OrtLmBackend(_core.Backend):
                 b.bind_input(LmIo.past(i, kind), "cpu", 0, self.kv_dtype, shape, ptr)
                 b.bind_output(LmIo.present(i, kind), "cpu", 0, self.kv_dtype, shape, ptr)
         b.bind_output(LmIo.LOGITS, "cpu", 0, np.float32, [batch, self.rows], self.logits_ptr)
-        self.bound_batch = batch if first_slot == 0 else -1
-        self.bound_rows = (first_slot, batch)
+
+    def _step(self, first_slot: int, batch: int, seq: int, mask_len: int, mask_ptr: int) -> None:
+        if self.prefill is not None and seq >= PREFILL_MIN_TOKENS:
+            session, b = self.prefill, self.prefill.io_binding()  # prompts are rare: bind afresh
+            self._bind_kv(b, batch, first_slot)
+            self.prefill_runs += 1
+        else:
+            session, b = self.session, self.binding
+            if self.bound_rows != (first_slot, batch):
+                self._bind_kv(b, batch, first_slot)
+                self.bound_rows = (first_slot, batch)
+        b.bind_input(LmIo.INPUT_IDS, "cpu", 0, np.int64, [batch, seq], self.ids_ptr)
+        b.bind_input(LmIo.POSITION_IDS, "cpu", 0, np.int64, [batch, seq], self.pos_ptr)
+        b.bind_input(LmIo.ATTENTION_MASK, "cpu", 0, np.int64, [batch, mask_len], mask_ptr)
+        if self.profile:
+            t0 = time.perf_counter()
+            session.run_with_iobinding(b)
+            self.run_seconds.append(time.perf_counter() - t0)
+        else:
+            session.run_with_iobinding(b)
 
     def forward(self, input_ids: np.ndarray, past_len: int, logits: np.ndarray) -> None:
         """One step over the first `batch` KV slots (called by the C++ loop)."""
         batch, seq = input_ids.shape
-        if batch != self.bound_batch:
-            self._bind_batch(batch)
-        b = self.binding
-        b.bind_input(LmIo.INPUT_IDS, "cpu", 0, np.int64, [batch, seq], self.ids_ptr)
-        b.bind_input(LmIo.POSITION_IDS, "cpu", 0, np.int64, [batch, seq], self.pos_ptr)
-        b.bind_input(LmIo.ATTENTION_MASK, "cpu", 0, np.int64, [batch, past_len + seq], self.mask_ptr)
-        self._run()
+        self._step(0, batch, seq, past_len + seq, self.mask_ptr)
 
     def forward_rows(self, input_ids: np.ndarray, first_slot: int, mask_len: int, logits: np.ndarray) -> None:
         """A Scheduler step: rows in KV slots [first_slot, first_slot + batch), each with its own context length
         (the padded mask's ones); GroupQueryAttention writes each row's new K/V at its own positions."""
         batch, seq = input_ids.shape
-        if self.bound_rows != (first_slot, batch):
-            self._bind_batch(batch, first_slot)
-        b = self.binding
-        b.bind_input(LmIo.INPUT_IDS, "cpu", 0, np.int64, [batch, seq], self.ids_ptr)
-        b.bind_input(LmIo.POSITION_IDS, "cpu", 0, np.int64, [batch, seq], self.pos_ptr)
-        b.bind_input(LmIo.ATTENTION_MASK, "cpu", 0, np.int64, [batch, mask_len], self.padded_mask_ptr)
-        self._run()
-
-    def _run(self) -> None:
-        if self.profile:
-            t0 = time.perf_counter()
-            self.session.run_with_iobinding(self.binding)
-            self.run_seconds.append(time.perf_counter() - t0)
-        else:
-            self.session.run_with_iobinding(self.binding)
+        self._step(first_slot, batch, seq, mask_len, self.padded_mask_ptr)
 
 
 class GrowingPastLm:

@@ -303,6 +303,11 @@ def _check_lm_flavour(entry: GraphEntry, model: ModelFacts, f: Fields) -> None:
     if flavour not in (LM_FUSED, LM_LAYERED):
         raise f.fail("details.flavour", f"must be {LM_FUSED!r} or {LM_LAYERED!r}, not {flavour!r}")
     segments = entry.details.get("segments")
+    prefill = entry.details.get("prefill")
+    if prefill is not None and (flavour != LM_FUSED or not isinstance(prefill, str) or prefill not in entry.files
+                                or prefill == entry.path_name):
+        raise f.fail("details.prefill", f"must name the prefill graph, one of the {LM_FUSED!r} LM's files other "
+                                        "than its first")
     if flavour == LM_FUSED:
         if segments is not None:
             raise f.fail("details.segments", f"belongs to a {LM_LAYERED!r} LM, but the flavour is {flavour!r}")

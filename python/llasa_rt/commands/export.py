@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "llasa-rt's attention kernel (candidates read one shared prompt KV) (default fused)")
     p.add_argument("--kv-dtype", default=None, choices=["float32", "float16"],
                    help="layered: KV cache element type (default float16); fused: always the activation dtype")
+    p.add_argument("--prefill-int8", action="store_true",
+                   help="int8/int4 fused LM: add lm.prefill.onnx (int8 weights, dynamically quantised activations) "
+                        "for prompts: ~1.65x faster prefill of long (voice) prompts on a VNNI CPU, +1 GB for 1B")
     p.add_argument("--no-verify", action="store_true", help="skip running the exported LM once in ONNX Runtime")
     p.set_defaults(func=run)
 
@@ -52,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
                         codec_precision=args.codec_precision, overwrite=args.overwrite,
                         date=args.date or DEFAULT_DATE, max_context=args.max_context, verify=not args.no_verify,
                         block_size=args.block_size, head_bits=args.head_bits, target=args.target,
-                        lm_flavour=args.lm_flavour, kv_dtype=args.kv_dtype)
+                        lm_flavour=args.lm_flavour, kv_dtype=args.kv_dtype, prefill_int8=args.prefill_int8)
     print(out)
     return 0
