@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -83,6 +84,28 @@ def _speech_token(logits: np.ndarray, head_ids: np.ndarray, speech_count: int, r
     return int(head_ids[rng.choice(speech_count, p=p / p.sum())])
 
 
+def _probe_graph(graph_path: Path, convs: bool = False) -> tuple[list[Any], list[str], Path]:
+    """(the graph's weight products, their input tensors - each once -, a probe copy of the graph that also outputs
+    those tensors). The probe is saved next to the original so that its external data reference resolves to the same
+    file; the caller deletes it."""
+    src = GraphFile(graph_path)
+    linears = src.linears(convs=convs)
+    tensors = list(dict.fromkeys(lin.input for lin in linears))
+    dtypes = {lin.input: lin.dtype for lin in linears}
+    proto = src.model
+    existing = {o.name for o in proto.graph.output}
+    for name in tensors:
+        if name not in existing:
+            proto.graph.output.append(helper.make_tensor_value_info(name, NP_TYPES[np.dtype(dtypes[name])], None))
+    probe = graph_path.parent / f".{graph_path.stem}.calibration-{os.getpid()}.onnx"
+    try:
+        onnx.save_model(proto, str(probe))
+    except BaseException:
+        probe.unlink(missing_ok=True)
+        raise
+    return linears, tensors, probe
+
+
 def collect(graph_path: Path, model: ModelFacts, portable: bool, token_prompts: list[list[int]],
             head_ids: np.ndarray, speech_count: int, steps: int = 32, sample_rows: int = 256,
             threads: int | None = None, seed: int = 0, log: Callable[[str], None] | None = None) -> Calibration:
@@ -91,22 +114,11 @@ def collect(graph_path: Path, model: ModelFacts, portable: bool, token_prompts: 
     from llasa_rt.backends.ort import GrowingPastLm
     from llasa_rt.backends.portable import PortableLm
 
-    src = GraphFile(graph_path)
-    linears = src.linears()
-    tensors = list(dict.fromkeys(lin.input for lin in linears))
-    dtypes = {lin.input: lin.dtype for lin in linears}
-    proto = src.model
-    existing = {o.name for o in proto.graph.output}
-    for name in tensors:
-        if name not in existing:
-            proto.graph.output.append(helper.make_tensor_value_info(name, NP_TYPES[np.dtype(dtypes[name])], None))
-    # The probe graph sits next to the original so that its external data reference resolves to the same file.
-    probe = graph_path.parent / f".{graph_path.stem}.calibration-{os.getpid()}.onnx"
+    _, tensors, probe = _probe_graph(graph_path)
     stats = {name: ActivationStats(rng=np.random.default_rng(seed + i)) for i, name in enumerate(tensors)}
     rng = np.random.default_rng(seed)
     positions = 0
     try:
-        onnx.save_model(proto, str(probe))
         runner = (PortableLm if portable else GrowingPastLm)(probe, model, threads)
         for n, prompt in enumerate(token_prompts):
             if log:
@@ -131,21 +143,11 @@ def collect_codec(graph_path: Path, code_sets: list[np.ndarray], input_name: str
     Conv input (a Conv's channels are its input's axis 1)."""
     from llasa_rt.backends.ort import create_session
 
-    src = GraphFile(graph_path)
-    linears = src.linears(convs=True)
+    linears, tensors, probe = _probe_graph(graph_path, convs=True)
     conv_inputs = {lin.input for lin in linears if lin.conv}
-    tensors = list(dict.fromkeys(lin.input for lin in linears))
-    dtypes = {lin.input: lin.dtype for lin in linears}
-    proto = src.model
-    existing = {o.name for o in proto.graph.output}
-    for name in tensors:
-        if name not in existing:
-            proto.graph.output.append(helper.make_tensor_value_info(name, NP_TYPES[np.dtype(dtypes[name])], None))
-    probe = graph_path.parent / f".{graph_path.stem}.calibration-{os.getpid()}.onnx"
     stats = {name: ActivationStats(rng=np.random.default_rng(seed + i)) for i, name in enumerate(tensors)}
     positions = 0
     try:
-        onnx.save_model(proto, str(probe))
         session = create_session(probe, threads)
         for codes in code_sets:
             out = dict(zip(tensors, session.run(tensors, {input_name: codes}), strict=True))

@@ -4,6 +4,7 @@
 
 #include "attention_driver.h"
 #include "attention_kernels.h"
+#include "exp_non_positive.h"
 
 namespace llasa_rt {
 namespace attention {
@@ -59,24 +60,6 @@ uint16_t FloatToHalf(float value) {
   return static_cast<uint16_t>(sign | half);
 }
 
-// exp(x) for x <= 0: 2^n * p(r), n = round(x / ln 2), Cody-Waite reduction and Cephes' degree-5 polynomial
-// (as the sampler's kernels); 0 below -87 and at -inf.
-inline float ExpNonPositive(float x) {
-  const float clamped = x < -87.0f ? -87.0f : x;
-  const float n = (clamped * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const float r = clamped - n * 0.693359375f - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return x < -87.0f ? 0.0f : y * scale;
-}
 
 struct ScalarOps {
   static void LoadK(const void *src, bool f16, int n, int D, float *kt) {

@@ -17,13 +17,14 @@ the export smoke test, drift measurement, parity tests and benchmarks.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import _core
-from ..bundle import ModelFacts
+from ..bundle import LM_GRAPH, ModelFacts
 from ..errors import BundleError, InputError
 from ..layout import LmIo, TokenLayout
 
@@ -197,25 +198,41 @@ class OrtLmBackend(_core.Backend):
         self._step(first_slot, batch, seq, mask_len, self.padded_mask_ptr)
 
 
-class GrowingPastLm:
-    """The plainest driver of an LM graph: one session run per call, present K/V fed back as past."""
+class PlainLm(ABC):
+    """What the plain LM drivers share: one session over one graph file, its output names and the outputs of the
+    last run (calibration reads them); `reset(batch)` and `step(ids)` are the flavour's own."""
+
+    DEFAULT_GRAPH = LM_GRAPH  # the manifest entry `from_bundle` runs when none is named
 
     def __init__(self, onnx_path: str | Path, model: ModelFacts, threads: int | None = None) -> None:
         self.model = model
         self.session = create_session(Path(onnx_path), threads)
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.outputs: dict[str, np.ndarray] = {}  # every output of the last run, by name (calibration reads them)
+        self.outputs: dict[str, np.ndarray] = {}  # every output of the last run, by name
         self.reset()
 
     @classmethod
-    def from_bundle(cls, bundle: Any, threads: int | None = None) -> GrowingPastLm:
-        """The LM of a bundle (an opened `Bundle`, or a folder opened with verify="fast")."""
-        from ..bundle import LM_GRAPH, Bundle
+    def from_bundle(cls, bundle: Any, threads: int | None = None, graph: str | None = None) -> PlainLm:
+        """The LM entry `graph` (default DEFAULT_GRAPH) of a bundle (an opened `Bundle`, or a folder opened with
+        verify="fast")."""
+        from ..bundle import Bundle
 
         if not isinstance(bundle, Bundle):
             bundle = Bundle.open(bundle, verify="fast")
-        model, _, _ = bundle.manifest.lm_parts()
-        return cls(bundle.path(bundle.graph(LM_GRAPH).path_name), model, threads)
+        graph = graph or cls.DEFAULT_GRAPH
+        return cls(bundle.path(bundle.graph(graph).path_name), bundle.manifest.lm_model(graph), threads)
+
+    @abstractmethod
+    def reset(self, batch: int = 1) -> None:
+        """Forgets the sequence (the next call starts at position 0)."""
+
+    @abstractmethod
+    def step(self, ids: np.ndarray) -> np.ndarray:
+        """Feeds ids [B, S] after what was fed so far; returns last-position logits [B, head rows]."""
+
+
+class GrowingPastLm(PlainLm):
+    """The plainest driver of an LM graph: one session run per call, present K/V fed back as past."""
 
     def reset(self, batch: int = 1) -> None:
         """Forgets the sequence (the next call starts at position 0)."""

@@ -17,16 +17,15 @@ its own cache length); `PortableLm` is the plain driver (parity tests, `llasa-rt
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import _core
-from ..bundle import ModelFacts
+from ..bundle import LM_PORTABLE_GRAPH, ModelFacts
 from ..errors import BundleError, InputError
 from ..layout import LmIo, TokenLayout
-from .ort import check_lm_graph, core_kv_buffers, create_session
+from .ort import PlainLm, check_lm_graph, core_kv_buffers
 
 
 def _pointer(a: np.ndarray) -> int:
@@ -147,26 +146,11 @@ class PortableLmBackend(_core.Backend):
                 self.values[i][slot, :, length:end] = self.new_values[i][r]
 
 
-class PortableLm:
+class PortableLm(PlainLm):
     """The plain driver of a portable graph: capacity caches [batch, kv_heads, max_context, head_dim] it owns, one
     session run per call, the new K/V written after each run (the same contract the runtime backends follow)."""
 
-    def __init__(self, onnx_path: str | Path, model: ModelFacts, threads: int | None = None) -> None:
-        self.model = model
-        self.session = create_session(Path(onnx_path), threads)
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        self.outputs: dict[str, np.ndarray] = {}  # every output of the last run, by name (calibration reads them)
-        self.reset()
-
-    @classmethod
-    def from_bundle(cls, bundle: Any, threads: int | None = None, graph: str | None = None) -> PortableLm:
-        """The portable LM of a bundle (an opened `Bundle`, or a folder opened with verify="fast")."""
-        from ..bundle import LM_PORTABLE_GRAPH, Bundle
-
-        if not isinstance(bundle, Bundle):
-            bundle = Bundle.open(bundle, verify="fast")
-        graph = graph or LM_PORTABLE_GRAPH
-        return cls(bundle.path(bundle.graph(graph).path_name), bundle.manifest.lm_model(graph), threads)
+    DEFAULT_GRAPH = LM_PORTABLE_GRAPH
 
     def reset(self, batch: int = 1) -> None:
         """Forgets the sequence (the next call starts at position 0)."""
