@@ -207,19 +207,17 @@ def test_api_key_and_overload(full_bundle):
         assert httpx.get(s.url + "/v1/models").status_code == 401
         auth = {"Authorization": "Bearer sekrit"}
         long = {**body, "max_new_tokens": 600, "stream": True}
-        statuses: list[int] = []
-
-        def one(b):
-            statuses.append(httpx.post(s.url + "/v1/audio/speech", json=b, headers=auth, timeout=120).status_code)
-
-        t = threading.Thread(target=one, args=(long,))
-        t.start()
-        time.sleep(1.0)
-        busy = httpx.post(s.url + "/v1/audio/speech", json=body, headers=auth, timeout=60)
+        # The busy request goes out once the long one has sent its first audio, so it is in flight for sure
+        # (a fixed sleep raced with a fast machine finishing all 600 codes first).
+        with httpx.stream("POST", s.url + "/v1/audio/speech", json=long, headers=auth, timeout=120) as streamed:
+            assert streamed.status_code == 200
+            chunks = streamed.iter_bytes()
+            data = next(chunks)
+            busy = httpx.post(s.url + "/v1/audio/speech", json=body, headers=auth, timeout=60)
+            data += b"".join(chunks)
         assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
         assert "busy" in busy.json()["error"]["message"]
-        t.join()
-        assert statuses == [200]
+        assert len(data) == 600 * HOP * 2
         assert httpx.post(s.url + "/v1/audio/speech", json=body, headers=auth, timeout=60).status_code == 200
     finally:
         s.stop()
