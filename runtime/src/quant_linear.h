@@ -1,0 +1,105 @@
+// llasa-rt (internal): weight-only quantised linear layers y = x W^T for the few rows of a decode step (one row per
+// candidate), on the CPU. The weights come in ONNX Runtime's MatMulNBits layout (4 or 8 bits, block-wise along K,
+// asymmetric with zero points) and are repacked once into the kernels' layout; activations are quantised per row
+// and block to int8 (symmetric) at each call, and the products accumulate in int32 per block:
+//
+//   y[r, n] = sum_b  ws[n, b] * xs[r, b] * (sum_{k in b} q[n, k] * xq[r, k])  -  zp[n, b] * ws[n, b] * xs[r, b] *
+//                    (sum_{k in b} xq[r, k])
+//
+// Packed layout: outputs in tiles of kTileN = 16; per tile, per block: the block's weights in chunks (4 bits: 64 bytes
+// = 16 outputs x 8 consecutive k, byte 4j + t holds k0 + t of output j in its low nibble and k0 + 4 + t in its high
+// nibble; 8 bits: 64 bytes = 16 outputs x 4 consecutive k, byte 4j + t = k0 + t of output j), then 16 scales ws and
+// 16 products zp * ws (float32). One tile's whole K is one contiguous stream (read once per call for all rows).
+// Kernels for AVX-512 VNNI, AVX2 and plain C++ live in quant_linear_{avx512,avx2,scalar}.cc; the one this CPU runs is
+// picked at construction. Every kernel computes the same integer sums, so they differ only in float rounding.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace llasa_rt {
+
+class ThreadPool;
+
+namespace quant {
+
+constexpr int kTileN = 16;  // Outputs per tile.
+constexpr int kMaxRows = 8;  // Rows one kernel call handles (more rows: the caller loops).
+
+// One call of a kernel: output tiles [tile0, tile1) of the rows [0, rows).
+struct KernelArgs {
+  const uint8_t *packed = nullptr;  // The packed weights (all tiles).
+  size_t tile_bytes = 0;            // Bytes of one tile's stream.
+  int blocks = 0;                   // Blocks along K.
+  int block = 0;                    // K per block.
+  int bits = 0;                     // 4 or 8.
+  const int8_t *xq = nullptr;       // Quantised activations [rows, blocks * block].
+  const float *xs = nullptr;        // Their scales [rows, blocks].
+  const float *xz = nullptr;        // xs * (sum of the block's xq) [rows, blocks].
+  int rows = 0;                     // 1 .. kMaxRows.
+  float *y = nullptr;               // Output [rows, ldy]; columns [tile0 * 16, min(tile1 * 16, n)).
+  int ldy = 0;
+  int n = 0;             // Valid outputs (the last tile may be partly padding).
+  bool accumulate = false;  // y += result instead of y = result.
+};
+
+using KernelFn = void (*)(const KernelArgs &args, int tile0, int tile1);
+
+void KernelScalar(const KernelArgs &args, int tile0, int tile1);
+#ifdef LLASA_RT_QUANT_X86  // Set by CMakeLists.txt when it compiles quant_linear_avx2.cc and quant_linear_avx512.cc.
+void KernelAvx2(const KernelArgs &args, int tile0, int tile1);
+void KernelAvx512Vnni(const KernelArgs &args, int tile0, int tile1);
+#endif
+
+// Stores the result of one tile's rows (float accumulators [rows][16]) into y, honouring n and accumulate.
+inline void StoreTile(const KernelArgs &a, int tile, const float *acc) {
+  const int c0 = tile * kTileN;
+  const int width = a.n - c0 < kTileN ? a.n - c0 : kTileN;
+  for (int r = 0; r < a.rows; ++r) {
+    float *dst = a.y + static_cast<size_t>(r) * a.ldy + c0;
+    const float *src = acc + r * kTileN;
+    if (a.accumulate) {
+      for (int j = 0; j < width; ++j) dst[j] += src[j];
+    } else {
+      for (int j = 0; j < width; ++j) dst[j] = src[j];
+    }
+  }
+}
+
+}  // namespace quant
+
+// A weight W [n, k] in MatMulNBits form, repacked for the kernels.
+class QuantLinear {
+ public:
+  // data uint8 [n, k / block, block * bits / 8]; scales float [n * k / block]; zero_points uint8 (4 bits: two per
+  // byte, low nibble first, each row padded to a whole byte; 8 bits: one per block). k must be a multiple of block,
+  // block a multiple of 32. Throws std::invalid_argument otherwise.
+  QuantLinear(int n, int k, int bits, int block, const uint8_t *data, const float *scales,
+              const uint8_t *zero_points);
+
+  int n() const { return n_; }
+  int k() const { return k_; }
+  int bits() const { return bits_; }
+  size_t bytes() const { return packed_.size(); }
+
+  // y [rows, ldy] (=|+=) x [rows, k] W^T for any rows >= 1, with `kernel` on `pool`'s threads. `scratch` holds the
+  // quantised activations (grown as needed; reuse it between calls so that nothing is allocated per step).
+  void Run(const float *x, int rows, float *y, int ldy, bool accumulate, quant::KernelFn kernel, ThreadPool &pool,
+           std::vector<uint8_t> &scratch) const;
+
+ private:
+  int n_, k_, bits_, block_, blocks_, tiles_;
+  size_t tile_bytes_;
+  std::vector<uint8_t> packed_;  // 64-byte aligned start inside (see data()).
+  size_t offset_ = 0;            // Where the aligned data starts in packed_.
+  const uint8_t *data() const { return packed_.data() + offset_; }
+};
+
+// The best kernel for this CPU: "avx512vnni", "avx2" or "scalar" (name), and its function.
+quant::KernelFn PickQuantKernel(const char **name);
+// The kernel called `name` ("avx512vnni", "avx2", "scalar"; "auto" = PickQuantKernel), or nullptr when this build or
+// CPU cannot run it.
+quant::KernelFn QuantKernelByName(const char *name);
+
+}  // namespace llasa_rt
