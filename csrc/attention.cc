@@ -4,49 +4,11 @@
 
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "bindings.h"
 
 namespace llasa_rt {
 namespace python {
-
-namespace {
-
-// `array` as T* after checking dtype, shape and C order (-1 = any); `what` names it in errors.
-template <typename T>
-T *Checked(const py::array &array, const char *what, const std::vector<py::ssize_t> &shape, bool writable,
-           const char *dtype_name) {
-  if (!array.dtype().is(py::dtype::of<T>())) {
-    throw std::invalid_argument(std::string("Attention.run: ") + what + " has dtype " +
-                                std::string(py::str(array.dtype())) + "; pass a C-contiguous " + dtype_name +
-                                " array (np.ascontiguousarray(x, dtype=np." + dtype_name + "))");
-  }
-  std::string expected = "[";
-  bool ok = array.ndim() == static_cast<py::ssize_t>(shape.size());
-  for (size_t i = 0; i < shape.size(); ++i) {
-    expected += (i ? ", " : "") + std::to_string(shape[i]);
-    if (ok && shape[i] >= 0 && array.shape(i) != shape[i]) ok = false;
-  }
-  expected += "]";
-  if (!ok) {
-    std::string got = "[";
-    for (py::ssize_t i = 0; i < array.ndim(); ++i) got += (i ? ", " : "") + std::to_string(array.shape(i));
-    got += "]";
-    throw std::invalid_argument(std::string("Attention.run: ") + what + " has shape " + got + ", expected " +
-                                expected);
-  }
-  if (!(array.flags() & py::array::c_style)) {
-    throw std::invalid_argument(std::string("Attention.run: ") + what +
-                                " is not C-contiguous; pass np.ascontiguousarray(x)");
-  }
-  if (writable && !array.writeable()) {
-    throw std::invalid_argument(std::string("Attention.run: ") + what + " is read-only; pass a writable array");
-  }
-  return static_cast<T *>(const_cast<void *>(array.data()));
-}
-
-}  // namespace
 
 void BindAttention(py::module_ &m) {
   using C = AttentionConfig;
@@ -82,12 +44,12 @@ void BindAttention(py::module_ &m) {
             const py::ssize_t batch = q.shape(0), seq = q.shape(1);
             const py::ssize_t qw = static_cast<py::ssize_t>(c.num_heads) * c.head_dim;
             const py::ssize_t kw = static_cast<py::ssize_t>(c.num_kv_heads) * c.head_dim;
-            const float *qp = Checked<float>(q, "q", {batch, seq, qw}, false, "float32");
-            const float *kp = Checked<float>(k, "k", {batch, seq, kw}, false, "float32");
-            const float *vp = Checked<float>(v, "v", {batch, seq, kw}, false, "float32");
-            const int *sp = Checked<int>(slots, "slots", {batch}, false, "int32");
-            const int *pp = Checked<int>(past_lens, "past_lens", {batch}, false, "int32");
-            float *op = Checked<float>(out, "out", {batch, seq, qw}, true, "float32");
+            const float *qp = Checked<float>(q, "Attention.run", "q", {batch, seq, qw}, false, "float32");
+            const float *kp = Checked<float>(k, "Attention.run", "k", {batch, seq, kw}, false, "float32");
+            const float *vp = Checked<float>(v, "Attention.run", "v", {batch, seq, kw}, false, "float32");
+            const int *sp = Checked<int>(slots, "Attention.run", "slots", {batch}, false, "int32");
+            const int *pp = Checked<int>(past_lens, "Attention.run", "past_lens", {batch}, false, "int32");
+            float *op = Checked<float>(out, "Attention.run", "out", {batch, seq, qw}, true, "float32");
             py::gil_scoped_release release;
             self.Run(layer, qp, kp, vp, static_cast<int>(batch), static_cast<int>(seq), sp, pp, prefix_slot,
                      prefix_len, op);

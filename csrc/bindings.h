@@ -28,6 +28,7 @@ void BindErrors(py::module_ &m);                                 // errors.h
 void BindBuildInfo(py::module_ &m);                              // build_info.h
 void BindKvCache(py::module_ &m);                                // kv_cache.h
 void BindAttention(py::module_ &m);                              // attention.h
+void BindNativeLm(py::module_ &m);                               // native_lm.h
 void BindStepBuffers(py::module_ &m);                            // step_buffers.h
 void BindSamplingOptions(py::module_ &m);                        // sampling_options.h
 void BindSampler(py::module_ &testing);                          // sampler.h
@@ -67,6 +68,36 @@ py::array View(py::handle owner, T *data, std::vector<py::ssize_t> shape, bool w
 template <typename T>
 py::array_t<T> Copy(const std::vector<T> &values) {
   return py::array_t<T>(static_cast<py::ssize_t>(values.size()), values.data());
+}
+
+// `array` as T* after checking dtype, shape (-1 = any extent) and C order; `who` (the call) and `what` (the argument)
+// name it in errors, which say what to pass instead.
+template <typename T>
+T *Checked(const py::array &array, const char *who, const char *what, const std::vector<py::ssize_t> &shape,
+           bool writable, const char *dtype_name) {
+  const std::string where = std::string(who) + ": " + what;
+  if (!array.dtype().is(py::dtype::of<T>())) {
+    throw std::invalid_argument(where + " has dtype " + std::string(py::str(array.dtype())) + "; pass a C-contiguous " +
+                                dtype_name + " array (np.ascontiguousarray(x, dtype=np." + dtype_name + "))");
+  }
+  std::string expected = "[";
+  bool ok = array.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) {
+    expected += (i ? ", " : "") + (shape[i] >= 0 ? std::to_string(shape[i]) : std::string("any"));
+    if (ok && shape[i] >= 0 && array.shape(i) != shape[i]) ok = false;
+  }
+  expected += "]";
+  if (!ok) {
+    std::string got = "[";
+    for (py::ssize_t i = 0; i < array.ndim(); ++i) got += (i ? ", " : "") + std::to_string(array.shape(i));
+    got += "]";
+    throw std::invalid_argument(where + " has shape " + got + ", expected " + expected);
+  }
+  if (!(array.flags() & py::array::c_style)) {
+    throw std::invalid_argument(where + " is not C-contiguous; pass np.ascontiguousarray(x)");
+  }
+  if (writable && !array.writeable()) throw std::invalid_argument(where + " is read-only; pass a writable array");
+  return static_cast<T *>(const_cast<void *>(array.data()));
 }
 
 // ---- option structs --------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ PYBIND11_MODULE(_core, m) {
   BindBuildInfo(m);
   BindKvCache(m);
   BindAttention(m);
+  BindNativeLm(m);
   BindStepBuffers(m);
   BindSamplingOptions(m);
   BindSampler(testing);

@@ -126,11 +126,15 @@ class Engine:
             (default: CPU).
         verify: "full" checks every file's sha256 on load; "fast" only that the files are there.
         sampler_threads: threads the C++ sampler uses for the candidates of one step (results do not depend on it).
+        native_decode: layered int4/int8 bundles (`export --lm-flavour layered`): "auto" runs decode steps (up to
+            8 rows) on llasa-rt's own matrix kernels, picked for this CPU; "off" keeps ONNX Runtime for every step;
+            "avx512vnni" / "avx2" / "scalar" force a kernel. Other bundles ignore it.
     """
 
     def __init__(self, bundle: str | Path, threads: int | None = None, providers: list[str] | None = None, *,
-                 verify: str = "full", sampler_threads: int = 1) -> None:
-        self.runtime = RuntimeOptions(threads=threads, providers=providers, sampler_threads=sampler_threads)
+                 verify: str = "full", sampler_threads: int = 1, native_decode: str = "auto") -> None:
+        self.runtime = RuntimeOptions(threads=threads, providers=providers, sampler_threads=sampler_threads,
+                                      native_decode=native_decode)
         self.bundle, self.lm_graph = locate_lm(bundle, verify=verify)
         m = self.bundle.manifest
         _, self.tokens, _ = m.lm_parts()

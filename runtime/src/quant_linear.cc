@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "elementwise.h"
 #include "thread_pool.h"
 
 namespace llasa_rt {
@@ -27,14 +28,13 @@ QuantLinear::QuantLinear(int n, int k, int bits, int block, const uint8_t *data,
     : n_(n), k_(k), bits_(bits), block_(block) {
   if (n < 1 || k < 1) throw std::invalid_argument("QuantLinear: n and k must be >= 1, got " + Int(n) + ", " + Int(k));
   if (bits != 4 && bits != 8) throw std::invalid_argument("QuantLinear: bits must be 4 or 8, got " + Int(bits));
-  if (block < 32 || block % 32 != 0 || k % block != 0) {
-    throw std::invalid_argument("QuantLinear: block (" + Int(block) + ") must be a multiple of 32 dividing k (" +
-                                Int(k) + ")");
+  if (block < 32 || block % 32 != 0) {
+    throw std::invalid_argument("QuantLinear: block must be a multiple of 32, got " + Int(block));
   }
   if (data == nullptr || scales == nullptr || zero_points == nullptr) {
     throw std::invalid_argument("QuantLinear: null weight, scale or zero-point data");
   }
-  blocks_ = k / block;
+  blocks_ = (k + block - 1) / block;  // The last block is zero-padded when block does not divide k.
   tiles_ = (n + quant::kTileN - 1) / quant::kTileN;
   const size_t wbytes = BlockWeightBytes(bits, block);
   tile_bytes_ = static_cast<size_t>(blocks_) * (wbytes + 2 * quant::kTileN * sizeof(float));
@@ -97,43 +97,26 @@ struct RunContext {
   int tiles_per_task;
   int tasks_per_group;
   int rows;
-  size_t x_stride;  // Elements between rows in xq (== k).
+  size_t x_stride;  // Elements between rows in xq (k padded to whole blocks).
 };
 
 }  // namespace
 
-void QuantLinear::Run(const float *x, int rows, float *y, int ldy, bool accumulate, quant::KernelFn kernel,
+void QuantLinear::Run(const float *x, int rows, float *y, int ldy, bool accumulate, const quant::Kernels &kernels,
                       ThreadPool &pool, std::vector<uint8_t> &scratch) const {
   if (rows < 1) throw std::invalid_argument("QuantLinear::Run: rows must be >= 1, got " + Int(rows));
   if (x == nullptr || y == nullptr) throw std::invalid_argument("QuantLinear::Run: null input or output");
   if (ldy < n_) throw std::invalid_argument("QuantLinear::Run: ldy " + Int(ldy) + " < n " + Int(n_));
   // 1. Activations: int8 per row and block, symmetric, round to nearest.
-  const size_t q_bytes = Align64(static_cast<size_t>(rows) * k_);
+  const size_t kp = static_cast<size_t>(blocks_) * block_;  // k padded to whole blocks (zeros beyond k).
+  const size_t q_bytes = Align64(static_cast<size_t>(rows) * kp);
   const size_t f_bytes = Align64(static_cast<size_t>(rows) * blocks_ * sizeof(float));
   if (scratch.size() < q_bytes + 2 * f_bytes + 64) scratch.resize(q_bytes + 2 * f_bytes + 64);
   uint8_t *base = scratch.data() + (64 - reinterpret_cast<uintptr_t>(scratch.data()) % 64) % 64;
   int8_t *xq = reinterpret_cast<int8_t *>(base);
   float *xs = reinterpret_cast<float *>(base + q_bytes);
   float *xz = reinterpret_cast<float *>(base + q_bytes + f_bytes);
-  for (int r = 0; r < rows; ++r) {
-    for (int b = 0; b < blocks_; ++b) {
-      const float *src = x + static_cast<size_t>(r) * k_ + static_cast<size_t>(b) * block_;
-      int8_t *dst = xq + static_cast<size_t>(r) * k_ + static_cast<size_t>(b) * block_;
-      float amax = 0.0f;
-      for (int i = 0; i < block_; ++i) amax = std::fmax(amax, std::fabs(src[i]));
-      const float scale = amax / 127.0f;
-      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-      int sum = 0;
-      for (int i = 0; i < block_; ++i) {
-        const int v = static_cast<int>(std::nearbyint(src[i] * inv));
-        const int c = v > 127 ? 127 : (v < -127 ? -127 : v);
-        dst[i] = static_cast<int8_t>(c);
-        sum += c;
-      }
-      xs[static_cast<size_t>(r) * blocks_ + b] = scale;
-      xz[static_cast<size_t>(r) * blocks_ + b] = scale * static_cast<float>(sum);
-    }
-  }
+  kernels.quantize(x, rows, k_, blocks_, block_, xq, xs, xz);
   // 2. Tasks: (group of up to kMaxRows rows) x (run of tiles); every output is written by exactly one task.
   RunContext c;
   c.args.packed = data();
@@ -148,9 +131,9 @@ void QuantLinear::Run(const float *x, int rows, float *y, int ldy, bool accumula
   c.args.ldy = ldy;
   c.args.n = n_;
   c.args.accumulate = accumulate;
-  c.kernel = kernel;
+  c.kernel = kernels.matmul;
   c.rows = rows;
-  c.x_stride = k_;
+  c.x_stride = kp;
   c.row_groups = (rows + quant::kMaxRows - 1) / quant::kMaxRows;
   c.tiles = tiles_;
   const int want = pool.size() * 4;  // Several tasks per thread keep the threads evenly busy.
@@ -176,6 +159,20 @@ void QuantLinear::Run(const float *x, int rows, float *y, int ldy, bool accumula
 }
 
 namespace quant {
+
+void StoreTile(const KernelArgs &a, int tile, const float *acc) {
+  const int c0 = tile * kTileN;
+  const int width = a.n - c0 < kTileN ? a.n - c0 : kTileN;
+  for (int r = 0; r < a.rows; ++r) {
+    float *dst = a.y + static_cast<size_t>(r) * a.ldy + c0;
+    const float *src = acc + r * kTileN;
+    if (a.accumulate) {
+      for (int j = 0; j < width; ++j) dst[j] += src[j];
+    } else {
+      for (int j = 0; j < width; ++j) dst[j] = src[j];
+    }
+  }
+}
 
 void KernelScalar(const KernelArgs &a, int tile0, int tile1) {
   const size_t wbytes = static_cast<size_t>(kTileN) * a.block * a.bits / 8;
@@ -211,8 +208,12 @@ void KernelScalar(const KernelArgs &a, int tile0, int tile1) {
         }
         const float xs = a.xs[static_cast<size_t>(r) * a.blocks + b];
         const float xz = a.xz[static_cast<size_t>(r) * a.blocks + b];
+        // The same rounding steps as the SIMD kernels (scale product, then two fused multiply-adds), so that every
+        // kernel returns the same bits.
         for (int j = 0; j < kTileN; ++j) {
-          acc[r * kTileN + j] += ws[j] * xs * static_cast<float>(isum[j]) - zw[j] * xz;
+          const float scale = ws[j] * xs;
+          const float v = std::fma(static_cast<float>(isum[j]), scale, acc[r * kTileN + j]);
+          acc[r * kTileN + j] = std::fma(-zw[j], xz, v);
         }
       }
       p += wbytes + 2 * kTileN * sizeof(float);
@@ -221,39 +222,35 @@ void KernelScalar(const KernelArgs &a, int tile0, int tile1) {
   }
 }
 
-}  // namespace quant
-
-quant::KernelFn PickQuantKernel(const char **name) {
-#ifdef LLASA_RT_QUANT_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vnni")) {
-    if (name) *name = "avx512vnni";
-    return quant::KernelAvx512Vnni;
-  }
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    if (name) *name = "avx2";
-    return quant::KernelAvx2;
-  }
-#endif
-  if (name) *name = "scalar";
-  return quant::KernelScalar;
+void QuantizeRowsScalar(const float *x, int rows, int k, int blocks, int block, int8_t *xq, float *xs, float *xz) {
+  QuantizeRowsLoop(x, rows, k, blocks, block, xq, xs, xz);
 }
 
-quant::KernelFn QuantKernelByName(const char *name) {
+void SiluMulScalar(const float *gate, const float *up, int n, float *out) { SiluMulLoop(gate, up, n, out); }
+
+}  // namespace quant
+
+bool QuantKernelsByName(const char *name, quant::Kernels *out) {
   const std::string n = name ? name : "auto";
-  if (n == "auto") return PickQuantKernel(nullptr);
-  if (n == "scalar") return quant::KernelScalar;
+  quant::Kernels k;
 #ifdef LLASA_RT_QUANT_X86
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (n == "avx2" && avx2) return quant::KernelAvx2;
-  if (n == "avx512vnni" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vnni")) {
-    return quant::KernelAvx512Vnni;
+  const bool vnni = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                    __builtin_cpu_supports("avx512vnni");
+  if ((n == "auto" || n == "avx512vnni") && vnni) {
+    k = {"avx512vnni", quant::KernelAvx512Vnni, quant::QuantizeRowsAvx512, quant::SiluMulAvx512};
+  } else if ((n == "auto" || n == "avx2") && avx2) {
+    k = {"avx2", quant::KernelAvx2, quant::QuantizeRowsAvx2, quant::SiluMulAvx2};
+  } else if (n == "auto" || n == "scalar") {
+    k = {"scalar", quant::KernelScalar, quant::QuantizeRowsScalar, quant::SiluMulScalar};
   }
+#else
+  if (n == "auto" || n == "scalar") k = {"scalar", quant::KernelScalar, quant::QuantizeRowsScalar, quant::SiluMulScalar};
 #endif
-  return nullptr;
+  if (k.matmul == nullptr) return false;
+  if (out) *out = k;
+  return true;
 }
 
 }  // namespace llasa_rt

@@ -11,7 +11,8 @@
 // nibble; 8 bits: 64 bytes = 16 outputs x 4 consecutive k, byte 4j + t = k0 + t of output j), then 16 scales ws and
 // 16 products zp * ws (float32). One tile's whole K is one contiguous stream (read once per call for all rows).
 // Kernels for AVX-512 VNNI, AVX2 and plain C++ live in quant_linear_{avx512,avx2,scalar}.cc; the one this CPU runs is
-// picked at construction. Every kernel computes the same integer sums, so they differ only in float rounding.
+// picked at construction. Every kernel computes the same integer sums and scales them with the same float steps per
+// block (s = ws * xs; acc = fma(float(isum), s, acc); acc = fma(-zw, xz, acc)), so all kernels return the same bits.
 #pragma once
 
 #include <cstddef>
@@ -34,7 +35,7 @@ struct KernelArgs {
   int blocks = 0;                   // Blocks along K.
   int block = 0;                    // K per block.
   int bits = 0;                     // 4 or 8.
-  const int8_t *xq = nullptr;       // Quantised activations [rows, blocks * block].
+  const int8_t *xq = nullptr;       // Quantised activations [rows, blocks * block] (zero beyond k).
   const float *xs = nullptr;        // Their scales [rows, blocks].
   const float *xz = nullptr;        // xs * (sum of the block's xq) [rows, blocks].
   int rows = 0;                     // 1 .. kMaxRows.
@@ -45,27 +46,35 @@ struct KernelArgs {
 };
 
 using KernelFn = void (*)(const KernelArgs &args, int tile0, int tile1);
+// Quantises x [rows, k] to xq [rows, blocks * block] (int8 per row and block, zero beyond k), xs [rows, blocks] (the
+// scales) and xz [rows, blocks] (scale * sum of the block's xq); elementwise.h has the loop.
+using QuantizeFn = void (*)(const float *x, int rows, int k, int blocks, int block, int8_t *xq, float *xs, float *xz);
+// out[i] = gate[i] * sigmoid(gate[i]) * up[i] for i < n.
+using SiluMulFn = void (*)(const float *gate, const float *up, int n, float *out);
+
+// The functions of one instruction set.
+struct Kernels {
+  const char *name = "scalar";   // "avx512vnni", "avx2" or "scalar".
+  KernelFn matmul = nullptr;      // QuantLinear's product.
+  QuantizeFn quantize = nullptr;  // Its activation quantisation.
+  SiluMulFn silu_mul = nullptr;   // The MLP's gate.
+};
 
 void KernelScalar(const KernelArgs &args, int tile0, int tile1);
-#ifdef LLASA_RT_QUANT_X86  // Set by CMakeLists.txt when it compiles quant_linear_avx2.cc and quant_linear_avx512.cc.
+void QuantizeRowsScalar(const float *x, int rows, int k, int blocks, int block, int8_t *xq, float *xs, float *xz);
+void SiluMulScalar(const float *gate, const float *up, int n, float *out);
+#ifdef LLASA_RT_QUANT_X86  // Set by CMakeLists.txt when it compiles the *_avx2.cc and *_avx512.cc files.
 void KernelAvx2(const KernelArgs &args, int tile0, int tile1);
 void KernelAvx512Vnni(const KernelArgs &args, int tile0, int tile1);
+void QuantizeRowsAvx2(const float *x, int rows, int k, int blocks, int block, int8_t *xq, float *xs, float *xz);
+void SiluMulAvx2(const float *gate, const float *up, int n, float *out);
+void QuantizeRowsAvx512(const float *x, int rows, int k, int blocks, int block, int8_t *xq, float *xs, float *xz);
+void SiluMulAvx512(const float *gate, const float *up, int n, float *out);
 #endif
 
-// Stores the result of one tile's rows (float accumulators [rows][16]) into y, honouring n and accumulate.
-inline void StoreTile(const KernelArgs &a, int tile, const float *acc) {
-  const int c0 = tile * kTileN;
-  const int width = a.n - c0 < kTileN ? a.n - c0 : kTileN;
-  for (int r = 0; r < a.rows; ++r) {
-    float *dst = a.y + static_cast<size_t>(r) * a.ldy + c0;
-    const float *src = acc + r * kTileN;
-    if (a.accumulate) {
-      for (int j = 0; j < width; ++j) dst[j] += src[j];
-    } else {
-      for (int j = 0; j < width; ++j) dst[j] = src[j];
-    }
-  }
-}
+// Stores the result of one tile's rows (float accumulators [rows][16]) into y, honouring n and accumulate. Defined
+// in quant_linear.cc (baseline code) so that no inline copy built for one instruction set serves another.
+void StoreTile(const KernelArgs &a, int tile, const float *acc);
 
 }  // namespace quant
 
@@ -73,8 +82,8 @@ inline void StoreTile(const KernelArgs &a, int tile, const float *acc) {
 class QuantLinear {
  public:
   // data uint8 [n, k / block, block * bits / 8]; scales float [n * k / block]; zero_points uint8 (4 bits: two per
-  // byte, low nibble first, each row padded to a whole byte; 8 bits: one per block). k must be a multiple of block,
-  // block a multiple of 32. Throws std::invalid_argument otherwise.
+  // byte, low nibble first, each row padded to a whole byte; 8 bits: one per block), with k / block rounded up
+  // (MatMulNBits zero-pads the last block). block must be a multiple of 32. Throws std::invalid_argument otherwise.
   QuantLinear(int n, int k, int bits, int block, const uint8_t *data, const float *scales,
               const uint8_t *zero_points);
 
@@ -83,10 +92,10 @@ class QuantLinear {
   int bits() const { return bits_; }
   size_t bytes() const { return packed_.size(); }
 
-  // y [rows, ldy] (=|+=) x [rows, k] W^T for any rows >= 1, with `kernel` on `pool`'s threads. `scratch` holds the
+  // y [rows, ldy] (=|+=) x [rows, k] W^T for any rows >= 1, with `kernels` on `pool`'s threads. `scratch` holds the
   // quantised activations (grown as needed; reuse it between calls so that nothing is allocated per step).
-  void Run(const float *x, int rows, float *y, int ldy, bool accumulate, quant::KernelFn kernel, ThreadPool &pool,
-           std::vector<uint8_t> &scratch) const;
+  void Run(const float *x, int rows, float *y, int ldy, bool accumulate, const quant::Kernels &kernels,
+           ThreadPool &pool, std::vector<uint8_t> &scratch) const;
 
  private:
   int n_, k_, bits_, block_, blocks_, tiles_;
@@ -96,10 +105,8 @@ class QuantLinear {
   const uint8_t *data() const { return packed_.data() + offset_; }
 };
 
-// The best kernel for this CPU: "avx512vnni", "avx2" or "scalar" (name), and its function.
-quant::KernelFn PickQuantKernel(const char **name);
-// The kernel called `name` ("avx512vnni", "avx2", "scalar"; "auto" = PickQuantKernel), or nullptr when this build or
-// CPU cannot run it.
-quant::KernelFn QuantKernelByName(const char *name);
+// The kernels called `name`: "avx512vnni", "avx2", "scalar", or "auto" = the best this CPU runs (AVX-512 VNNI, else
+// AVX2 + FMA, else portable). Returns false (and leaves `out` alone) when this build or CPU cannot run them.
+bool QuantKernelsByName(const char *name, quant::Kernels *out);
 
 }  // namespace llasa_rt

@@ -46,6 +46,7 @@ class RuntimeOptions:
     providers: list[str] | None = None  # ONNX Runtime execution providers; None = CPU
     sampler_threads: int = 1  # threads sampling the candidates of one step (results do not depend on it)
     cuda_graphs: bool = False  # TensorRT backend: replay decode steps as CUDA graphs (docs/gpu.md; never run)
+    native_decode: str = "auto"  # layered int4/int8 LMs: decode steps on llasa-rt's kernels; "off" or a kernel name
 
     def __post_init__(self) -> None:
         if self.threads is not None:
@@ -55,6 +56,10 @@ class RuntimeOptions:
                 raise InputError(f"threads={self.threads} is far more than this machine's {cores} cores; use at most "
                                  f"{cores} (or leave it unset)")
         self.sampler_threads = as_int(self.sampler_threads, "sampler_threads", 1, MAX_THREADS)
+        from .native import NATIVE_MODES
+
+        if self.native_decode not in NATIVE_MODES:
+            raise InputError(f"native_decode must be one of {', '.join(NATIVE_MODES)}, not {self.native_decode!r}")
 
 
 class LmRunner:
@@ -117,7 +122,7 @@ def _ort_lm(bundle: Bundle, runtime: RuntimeOptions, graph: str) -> LmRunner:
         from .layered import LayeredLmBackend, open_layered
 
         graphs = open_layered(bundle.root, entry.segments, model, tokens, runtime.threads, runtime.providers,
-                              bundle.root)
+                              bundle.root, runtime.native_decode)
         return LmRunner(bundle, runtime, LayeredLmBackend, graphs, graph)
     path = bundle.path(entry.path_name)
     session = create_session(path, runtime.threads, runtime.providers, bundle.root)
@@ -257,17 +262,19 @@ def create_lm(bundle: Bundle, runtime: RuntimeOptions | None = None, graph: str 
     return _LM_BACKENDS[bundle.graph(graph).backend](bundle, runtime, graph)
 
 
-def plain_lm(folder: Path, entry: GraphEntry, model: ModelFacts, threads: int | None = None) -> Any:
+def plain_lm(folder: Path, entry: GraphEntry, model: ModelFacts, threads: int | None = None,
+             native_decode: str = "auto") -> Any:
     """The plainest driver of the LM graph(s) `entry` in `folder` (`model`, `step(ids)` -> last logits,
-    `reset(batch)`): `ort.GrowingPastLm` for a fused graph, `layered.LayeredLm` for a layered one,
-    `portable.PortableLm` for a portable one. For the export check, drift measurement, parity tests and benchmarks."""
+    `reset(batch)`): `ort.GrowingPastLm` for a fused graph, `layered.LayeredLm` for a layered one (its decode steps
+    on llasa-rt's kernels unless `native_decode` is "off"), `portable.PortableLm` for a portable one. For the export
+    check, drift measurement, parity tests and benchmarks."""
     from ..layout import LLASA_TOKENS
 
     if entry.layered:
         from .layered import LayeredLm, open_layered
 
-        return LayeredLm(open_layered(folder, entry.segments, model, LLASA_TOKENS, threads, None), model,
-                         LLASA_TOKENS.head_rows)
+        return LayeredLm(open_layered(folder, entry.segments, model, LLASA_TOKENS, threads, None,
+                                      native_decode=native_decode), model, LLASA_TOKENS.head_rows)
     if entry.details.get("flavour") == PORTABLE_FLAVOUR:
         from .portable import PortableLm
 

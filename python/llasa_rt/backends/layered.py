@@ -26,6 +26,7 @@ from .. import _core
 from ..bundle import ModelFacts
 from ..errors import BundleError, InputError
 from ..layout import LmIo, TokenLayout
+from .native import NATIVE_MAX_TOKENS
 
 
 @dataclass
@@ -34,11 +35,15 @@ class LayeredGraphs:
 
     sessions: list[Any]  # segment 0 .. num_layers, in order
     threads: int  # threads of one attention run
+    native: Any = None  # _core.NativeLm over the same weights for decode steps (native.open_native), or None
 
 
 def open_layered(folder: Path, segments: list[str], model: ModelFacts, tokens: TokenLayout, threads: int | None,
-                 providers: list[str] | None, bundle_root: Path | None = None) -> LayeredGraphs:
-    """Opens and checks the segment graphs `segments` (file names in `folder`)."""
+                 providers: list[str] | None, bundle_root: Path | None = None,
+                 native_decode: str = "auto") -> LayeredGraphs:
+    """Opens and checks the segment graphs `segments` (file names in `folder`); with `native_decode` other than
+    "off" (see `native.NATIVE_MODES`), also llasa-rt's own decoder for decode steps when the graphs allow it."""
+    from .native import open_native
     from .ort import create_session
 
     # The segments run in turn with the attention kernel's threads: ONNX Runtime's threads spinning between the
@@ -47,7 +52,10 @@ def open_layered(folder: Path, segments: list[str], model: ModelFacts, tokens: T
                 for name in segments]
     where = f"the layered LM of bundle '{bundle_root}'" if bundle_root else f"the layered LM in '{folder}'"
     check_segments(sessions, model, tokens, where)
-    return LayeredGraphs(sessions, threads or os.cpu_count() or 1)
+    count = threads or os.cpu_count() or 1
+    cpu_only = providers is None or list(providers) == ["CPUExecutionProvider"]
+    native = open_native(Path(folder), segments, model, tokens.head_rows, count, native_decode) if cpu_only else None
+    return LayeredGraphs(sessions, count, native)
 
 
 def check_segments(sessions: list[Any], model: ModelFacts, tokens: TokenLayout, where: str) -> None:
@@ -82,6 +90,7 @@ class LayeredLmBackend(_core.Backend):
     def __init__(self, graphs: LayeredGraphs, cache: Any, buffers: Any, model: ModelFacts) -> None:
         super().__init__(cache, buffers)
         self.sessions = graphs.sessions
+        self.native = graphs.native
         self.bindings = [s.io_binding() for s in self.sessions]
         self.layers = model.num_layers
         self.q_width = model.num_attention_heads * model.head_dim
@@ -133,6 +142,16 @@ class LayeredLmBackend(_core.Backend):
         self._run(batch, seq, -1, 0)
 
     def _run(self, batch: int, seq: int, prefix_slot: int, prefix_len: int) -> None:
+        if self.native is not None and batch * seq <= NATIVE_MAX_TOKENS:
+            t0 = time.perf_counter() if self.profile else 0.0
+            tokens = batch * seq
+            self.native.run(self.cache, self.buffers.input_ids[:tokens].reshape(batch, seq),
+                            self.buffers.position_ids[:tokens].reshape(batch, seq), self.slots[:batch],
+                            self.past_lens[:batch], prefix_slot, prefix_len,
+                            self.buffers.logits.reshape(-1)[:batch * self.rows].reshape(batch, self.rows))
+            if self.profile:
+                self.run_seconds.append(time.perf_counter() - t0)
+            return
         if self.bound != (batch, seq):
             self._bind(batch, seq)
         t0 = time.perf_counter() if self.profile else 0.0
