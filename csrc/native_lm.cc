@@ -73,7 +73,8 @@ void BindNativeLm(py::module_ &m) {
   py::class_<NativeLm>(m, "NativeLm",
                        "A Llama decoder's forward pass in C++ for decode steps (few rows) over a quantised layered "
                        "LM's weights, with llasa-rt's int4/int8 matrix kernels and attention over a KvCache. Set the "
-                       "embedding, rotary tables, every layer and the head, then run(). Not for concurrent use.")
+                       "embedding, rotary tables, every layer and the head, then run() (calls from several threads are "
+                       "serialised).")
       .def(py::init<const NativeLmConfig &>(), py::arg("config"), "Raises InputError when the config is invalid.")
       .def_property_readonly("config", &NativeLm::config, py::return_value_policy::copy, "The NativeLmConfig (a copy).")
       .def_property_readonly("kernel", &NativeLm::kernel, "The matrix kernel in use: 'avx512vnni', 'avx2' or 'scalar'.")

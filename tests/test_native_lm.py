@@ -19,6 +19,7 @@ from llasa_rt.errors import InputError
 
 from lm_helpers import HEAD_IDS, LLASA_TOKENS, random_prompt
 
+
 def _kernel_runs(name: str) -> bool:
     try:
         _core.NativeLmConfig(num_layers=1, hidden_size=32, num_heads=2, num_kv_heads=1, head_dim=16,
@@ -135,13 +136,13 @@ class Reference:
 def test_the_protobuf_reader_matches_the_onnx_package(tiny_bundle):
     bundle, entry, _ = _open(tiny_bundle, "h128")
     for name in entry.segments[:2] + entry.segments[-1:]:
-        tensors, nodes = read_graph(bundle.root / name)
+        _, nodes = read_graph(bundle.root / name)
         model = onnx.load(str(bundle.root / name))
         assert [n.name for n in model.graph.node] == [n.name for n in nodes]
         w = _Weights(bundle.root, [name])
         for init in model.graph.initializer:
             np.testing.assert_array_equal(w.array(init.name), numpy_helper.to_array(init))
-        for node, mine in zip(model.graph.node, nodes):
+        for node, mine in zip(model.graph.node, nodes, strict=True):
             assert list(node.input) == mine.inputs
             assert {a.name: a.i for a in node.attribute if a.type == onnx.AttributeProto.INT} == mine.ints
 
@@ -177,7 +178,7 @@ def test_every_kernel_equals_the_float64_decoder(tiny_bundle, name, precision, k
     ref, plain = Reference(bundle, entry, model), Reference(bundle, entry, model, quantise=False)
     history = [np.repeat(prompt, 3, axis=0)]
     worst = worst_plain = 0.0
-    for logits, step in zip(got, [None, *steps]):
+    for logits, step in zip(got, [None, *steps], strict=True):
         if step is not None:
             history.append(step)
         seq = np.concatenate(history, axis=1)
@@ -205,10 +206,10 @@ def test_kernels_agree_and_multiple_row_groups(tiny_bundle):
         native = open_native(bundle.root, entry.segments, model, LLASA_TOKENS.head_rows, 2, kernel)
         results[kernel] = _native_steps(native, model, prompt, steps, batch)
         alone = _native_steps(native, model, prompt, [s[:1] for s in steps], 1)
-        for got, one in zip(results[kernel], alone):
+        for got, one in zip(results[kernel], alone, strict=True):
             np.testing.assert_allclose(got[0], one[0], rtol=0, atol=1e-5 * np.abs(one).max())
     for kernel, res in results.items():  # the same integer sums and float steps: the same bits
-        for a, b in zip(res, results["scalar"]):
+        for a, b in zip(res, results["scalar"], strict=True):
             np.testing.assert_array_equal(a, b, err_msg=kernel)
 
 

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -74,6 +75,7 @@ void NativeLmConfig::Validate() const {
 }
 
 struct NativeLm::Impl {
+  std::mutex run;  // Serialises Run (scratch, buffers and the attention object are shared by all calls).
   quant::Kernels kernels;
   ThreadPool pool;
   KvCache *cache = nullptr;               // The cache `attention` was made for.
@@ -193,13 +195,14 @@ void NativeLm::Run(KvCache &cache, const int64_t *input_ids, const int64_t *posi
   }
   const NativeLmConfig &c = config_;
   Impl &im = *impl_;
-  if (im.cache != &cache) {
-    const KvCacheConfig &kc = cache.config();
-    if (kc.num_layers != c.num_layers || kc.num_kv_heads != c.num_kv_heads || kc.head_dim != c.head_dim) {
-      throw std::invalid_argument("NativeLm::Run: the KvCache has " + Int(kc.num_layers) + " layers of " +
-                                  Int(kc.num_kv_heads) + " KV heads of " + Int(kc.head_dim) + " but the model has " +
-                                  Int(c.num_layers) + " / " + Int(c.num_kv_heads) + " / " + Int(c.head_dim));
-    }
+  std::lock_guard<std::mutex> lock(im.run);
+  const KvCacheConfig &kc = cache.config();
+  if (kc.num_layers != c.num_layers || kc.num_kv_heads != c.num_kv_heads || kc.head_dim != c.head_dim) {
+    throw std::invalid_argument("NativeLm::Run: the KvCache has " + Int(kc.num_layers) + " layers of " +
+                                Int(kc.num_kv_heads) + " KV heads of " + Int(kc.head_dim) + " but the model has " +
+                                Int(c.num_layers) + " / " + Int(c.num_kv_heads) + " / " + Int(c.head_dim));
+  }
+  if (im.cache != &cache) {  // Attention reads the cache's slots, length and dtype at each call.
     im.attention = std::make_unique<Attention>(cache, AttentionConfig{c.num_heads, c.num_kv_heads, c.head_dim,
                                                                       1.0f / std::sqrt(static_cast<float>(c.head_dim)),
                                                                       c.threads});

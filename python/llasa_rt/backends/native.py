@@ -143,22 +143,29 @@ class _Weights:
             tensors, nodes = read_graph(folder / name)
             self.tensors.update(tensors)
             self.nodes.update({n.name: n for n in nodes})
-        self.maps: dict[str, np.memmap] = {}
+        self.maps: dict[Path, np.memmap] = {}
 
-    def array(self, name: str) -> np.ndarray:
+    def array(self, name: str, mapped: bool = False) -> np.ndarray:
+        """The initializer `name`: read into memory (it is copied by NativeLm, and reading keeps the data file's
+        pages out of this process), or with `mapped` a view into the memory-mapped file (kept by NativeLm)."""
         t = self.tensors.get(name)
         if t is None or t.dtype not in _DTYPES:
             raise KeyError(name)
         dtype = np.dtype(_DTYPES[t.dtype])
-        if t.external:
-            location = t.external["location"]
+        if not t.external:
+            return np.frombuffer(t.raw or b"", dtype=np.uint8).view(dtype).reshape(t.dims)
+        location = self.folder / t.external["location"]
+        offset, length = int(t.external.get("offset", 0)), int(t.external["length"])
+        if mapped:
             if location not in self.maps:
-                self.maps[location] = np.memmap(self.folder / location, dtype=np.uint8, mode="r")
-            offset, length = int(t.external.get("offset", 0)), int(t.external["length"])
-            raw = self.maps[location][offset:offset + length]
-        else:
-            raw = np.frombuffer(t.raw or b"", dtype=np.uint8)
-        return raw.view(dtype).reshape(t.dims)
+                self.maps[location] = np.memmap(location, dtype=np.uint8, mode="r")
+            return self.maps[location][offset:offset + length].view(dtype).reshape(t.dims)
+        out = np.empty(length, np.uint8)
+        with open(location, "rb") as f:
+            f.seek(offset)
+            if f.readinto(memoryview(out)) != length:
+                raise ValueError(f"{location.name} ends before tensor {name!r}")
+        return out.view(dtype).reshape(t.dims)
 
     def matrix(self, node_name: str) -> Any:
         node = self.nodes.get(node_name)
@@ -205,8 +212,10 @@ def open_native(folder: Path, segments: list[str], model: ModelFacts, head_rows:
             threads=threads, kernel=kernel))
         if kernel == "auto" and native.kernel == "scalar":
             return None  # no SIMD kernel for this CPU: ONNX Runtime's kernels beat the portable one
-        native.set_embedding(bits=embed.ints["bits"], block=embed.ints["block_size"], data=w.array(embed.inputs[0]),
-                             scales=w.array(embed.inputs[2]), zero_points=w.array(embed.inputs[3]))
+        # The embedding table stays in the mapped file (only the rows of the tokens fed are ever read).
+        native.set_embedding(bits=embed.ints["bits"], block=embed.ints["block_size"],
+                             data=w.array(embed.inputs[0], mapped=True), scales=w.array(embed.inputs[2], mapped=True),
+                             zero_points=w.array(embed.inputs[3], mapped=True))
         native.set_rotary(np.ascontiguousarray(cos), np.ascontiguousarray(sin))
         for i in range(model.num_layers):
             p = f"/model/layers.{i}"

@@ -84,7 +84,8 @@ class NativeLm {
   // holding past_lens[b] positions, positions [0, prefix_len) read from slot prefix_slot (a prompt shared by all
   // rows; prefix_len 0 = nothing shared). Stores the new K/V, writes logits [batch, head_rows] of each row's last
   // position. Throws std::invalid_argument / std::out_of_range on bad arguments or when not ready(); nothing is
-  // written to the cache then. Allocates nothing after the first call of a shape.
+  // written to the cache then. Allocates nothing after the first call of a shape. Calls from several threads (e.g.
+  // backends over different caches) are serialised.
   void Run(KvCache &cache, const int64_t *input_ids, const int64_t *position_ids, int batch, int seq, const int *slots,
            const int *past_lens, int prefix_slot, int prefix_len, float *logits);
 
