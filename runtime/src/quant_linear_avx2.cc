@@ -5,8 +5,8 @@
 // 127 = 30480) or 8 chunks (8 bits, low and high nibble summed apart: 8 x 2 x 15 x 127 = 30480) before VPMADDWD
 // widens them into int32 (the high nibbles of 8-bit weights with a factor of 16), so the block sums equal the
 // portable kernel's; at the end of a block they are scaled into float accumulators with the same float steps.
-// Rows go in groups of up to 4 per half tile so that every accumulator stays in one of the 16 registers; a block
-// of one tile (<= 2 KiB) is read from memory once and from L1 for the other half and row groups.
+// Rows go in groups of up to 4 (8 bits: 3) per half tile so that every accumulator stays in one of the 16 registers;
+// a block of one tile (<= 2 KiB) is read from memory once and from L1 for the other half and row groups.
 #include <immintrin.h>
 
 #include "quant_linear.h"
@@ -16,8 +16,15 @@ namespace quant {
 
 namespace {
 
-constexpr int kGroup = 4;                // Rows per pass over a half tile.
-constexpr int kPrefetchBytes = 8192;     // How far ahead in the weight stream to prefetch.
+// Rows per pass over a half tile: 4 bits: 4 x 2 accumulators; 8 bits: 3 x 3 (low and high nibble sums, int32).
+constexpr int kGroup4 = 4;
+constexpr int kGroup8 = 3;
+// How far ahead in the weight stream to prefetch (on an AMD EPYC with AVX-512: 4-8 KiB best, none ~15% slower).
+constexpr int kPrefetchBytes = 4096;
+
+// Keeps v in a register as computed: without it GCC reassociates the int16 sums of a group of chunks, hoists all
+// the multiplies and spills them to the stack.
+inline void Pin(__m256i &v) { asm("" : "+x"(v)); }
 
 inline __m256i Broadcast4(const int8_t *p) {
   int32_t v;
@@ -45,6 +52,7 @@ inline void HalfBlock(const uint8_t *w, int chunks, const int8_t *x, size_t K, i
           const int8_t *xr = x + r * K + (c + u) * 8;
           s[r] = _mm256_add_epi16(s[r], _mm256_maddubs_epi16(lo, Broadcast4(xr)));
           s[r] = _mm256_add_epi16(s[r], _mm256_maddubs_epi16(hi, Broadcast4(xr + 4)));
+          Pin(s[r]);
         }
       }
       for (int r = 0; r < G; ++r) acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s[r], ones));
@@ -62,6 +70,8 @@ inline void HalfBlock(const uint8_t *w, int chunks, const int8_t *x, size_t K, i
           const __m256i xv = Broadcast4(x + r * K + (c + u) * 4);
           sl[r] = _mm256_add_epi16(sl[r], _mm256_maddubs_epi16(lo, xv));
           sh[r] = _mm256_add_epi16(sh[r], _mm256_maddubs_epi16(hi, xv));
+          Pin(sl[r]);
+          Pin(sh[r]);
         }
       }
       for (int r = 0; r < G; ++r) {
@@ -90,6 +100,7 @@ void Tiles(const KernelArgs &a, int tile0, int tile1) {
       }
       const int8_t *xb = a.xq + static_cast<size_t>(b) * a.block;
       for (int h = 0; h < 2; ++h) {
+        constexpr int kGroup = BITS == 4 ? kGroup4 : kGroup8;
         for (int r0 = 0; r0 < a.rows; r0 += kGroup) {
           const uint8_t *w = p + 32 * h;
           const int8_t *x = xb + r0 * K;
@@ -98,7 +109,7 @@ void Tiles(const KernelArgs &a, int tile0, int tile1) {
             case 1: HalfBlock<BITS, 1>(w, chunks, x, K, s); break;
             case 2: HalfBlock<BITS, 2>(w, chunks, x, K, s); break;
             case 3: HalfBlock<BITS, 3>(w, chunks, x, K, s); break;
-            default: HalfBlock<BITS, 4>(w, chunks, x, K, s); break;
+            default: HalfBlock<BITS, kGroup>(w, chunks, x, K, s); break;
           }
         }
       }
