@@ -4,9 +4,10 @@
 // signed activations, summing pairs into int16. Those int16 sums stay exact for 4 chunks (4 bits: 4 x 2 x 2 x 15 x
 // 127 = 30480) or 8 chunks (8 bits, low and high nibble summed apart: 8 x 2 x 15 x 127 = 30480) before VPMADDWD
 // widens them into int32 (the high nibbles of 8-bit weights with a factor of 16), so the block sums equal the
-// portable kernel's; at the end of a block they are scaled into float accumulators with the same float steps.
-// Rows go in groups of up to 4 (8 bits: 3) per half tile so that every accumulator stays in one of the 16 registers;
-// a block of one tile (<= 2 KiB) is read from memory once and from L1 for the other half and row groups.
+// portable kernel's; at the end of a block they are scaled into float accumulators (in L1) with the same float
+// steps. Rows go in groups of up to 4 (8 bits: 3) per half tile so that every accumulator stays in one of the 16
+// registers; a block of one tile (1 KiB for 4 bits and blocks of 128) is read from memory once and from L1 for the
+// other half and row groups.
 #include <immintrin.h>
 
 #include "quant_linear.h"
@@ -32,10 +33,13 @@ inline __m256i Broadcast4(const int8_t *p) {
   return _mm256_set1_epi32(v);
 }
 
-// Sums of one block for G rows and one half tile (8 outputs): isum[r * kTileN + j] for j in [0, 8).
-// w: the block's first chunk + 32 * half; x: row 0's activations of the block (row r at x + r * K).
+// One block for G rows and one half tile (8 outputs): the int32 sums, then acc = fma(float(isum), ws * xs, acc);
+// acc = fma(-zw, xz, acc) as in every kernel. w: the block's first chunk + 32 * half; x: row 0's activations of the
+// block (row r at x + r * K); scales: the block's ws + 8 * half (zw 16 floats further); xs, xz: row 0's (row r at
+// + r * blocks); facc: row 0's float accumulators + 8 * half (row r at + r * kTileN).
 template <int BITS, int G>
-inline void HalfBlock(const uint8_t *w, int chunks, const int8_t *x, size_t K, int32_t *isum) {
+inline void HalfBlock(const uint8_t *w, int chunks, const int8_t *x, size_t K, const float *scales, const float *xs,
+                      const float *xz, int blocks, float *facc) {
   const __m256i nibble = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i acc[G];
@@ -80,7 +84,14 @@ inline void HalfBlock(const uint8_t *w, int chunks, const int8_t *x, size_t K, i
       }
     }
   }
-  for (int r = 0; r < G; ++r) _mm256_store_si256(reinterpret_cast<__m256i *>(isum + r * kTileN), acc[r]);
+  const __m256 ws = _mm256_load_ps(scales);
+  const __m256 zw = _mm256_load_ps(scales + kTileN);
+  for (int r = 0; r < G; ++r) {
+    float *f = facc + r * kTileN;
+    const __m256 scale = _mm256_mul_ps(ws, _mm256_set1_ps(xs[r * blocks]));
+    const __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r]), scale, _mm256_load_ps(f));
+    _mm256_store_ps(f, _mm256_fnmadd_ps(zw, _mm256_set1_ps(xz[r * blocks]), v));
+  }
 }
 
 template <int BITS>
@@ -90,7 +101,6 @@ void Tiles(const KernelArgs &a, int tile0, int tile1) {
   const size_t wbytes = static_cast<size_t>(chunks) * 64;
   const size_t block_bytes = wbytes + 2 * kTileN * sizeof(float);
   alignas(32) float facc[kMaxRows * kTileN];
-  alignas(32) int32_t isum[kMaxRows * kTileN];
   for (int t = tile0; t < tile1; ++t) {
     const uint8_t *p = a.packed + a.tile_bytes * t;
     for (int i = 0; i < a.rows * kTileN; i += 8) _mm256_store_ps(facc + i, _mm256_setzero_ps());
@@ -99,33 +109,22 @@ void Tiles(const KernelArgs &a, int tile0, int tile1) {
         _mm_prefetch(reinterpret_cast<const char *>(p) + kPrefetchBytes + off, _MM_HINT_T0);
       }
       const int8_t *xb = a.xq + static_cast<size_t>(b) * a.block;
+      const float *scales = reinterpret_cast<const float *>(p + wbytes);
       for (int h = 0; h < 2; ++h) {
         constexpr int kGroup = BITS == 4 ? kGroup4 : kGroup8;
         for (int r0 = 0; r0 < a.rows; r0 += kGroup) {
           const uint8_t *w = p + 32 * h;
           const int8_t *x = xb + r0 * K;
-          int32_t *s = isum + r0 * kTileN + 8 * h;
+          const float *sc = scales + 8 * h;
+          const float *xs = a.xs + static_cast<size_t>(r0) * a.blocks + b;
+          const float *xz = a.xz + static_cast<size_t>(r0) * a.blocks + b;
+          float *f = facc + r0 * kTileN + 8 * h;
           switch (a.rows - r0 < kGroup ? a.rows - r0 : kGroup) {
-            case 1: HalfBlock<BITS, 1>(w, chunks, x, K, s); break;
-            case 2: HalfBlock<BITS, 2>(w, chunks, x, K, s); break;
-            case 3: HalfBlock<BITS, 3>(w, chunks, x, K, s); break;
-            default: HalfBlock<BITS, kGroup>(w, chunks, x, K, s); break;
+            case 1: HalfBlock<BITS, 1>(w, chunks, x, K, sc, xs, xz, a.blocks, f); break;
+            case 2: HalfBlock<BITS, 2>(w, chunks, x, K, sc, xs, xz, a.blocks, f); break;
+            case 3: HalfBlock<BITS, 3>(w, chunks, x, K, sc, xs, xz, a.blocks, f); break;
+            default: HalfBlock<BITS, kGroup>(w, chunks, x, K, sc, xs, xz, a.blocks, f); break;
           }
-        }
-      }
-      // acc = fma(float(isum), ws * xs, acc); acc = fma(-zw, xz, acc), as in every kernel.
-      const float *scales = reinterpret_cast<const float *>(p + wbytes);
-      for (int r = 0; r < a.rows; ++r) {
-        const size_t rb = static_cast<size_t>(r) * a.blocks + b;
-        const __m256 xs = _mm256_set1_ps(a.xs[rb]);
-        const __m256 xz = _mm256_set1_ps(a.xz[rb]);
-        for (int h = 0; h < 2; ++h) {
-          const __m256 ws = _mm256_load_ps(scales + 8 * h);
-          const __m256 zw = _mm256_load_ps(scales + kTileN + 8 * h);
-          float *f = facc + r * kTileN + 8 * h;
-          const __m256i is = _mm256_load_si256(reinterpret_cast<const __m256i *>(isum + r * kTileN + 8 * h));
-          __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(ws, xs), _mm256_load_ps(f));
-          _mm256_store_ps(f, _mm256_fnmadd_ps(zw, xz, v));
         }
       }
     }

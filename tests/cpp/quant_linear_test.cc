@@ -1,5 +1,5 @@
 // QuantLinear (runtime/src/quant_linear.h) without Python: random MatMulNBits weights (4 and 8 bits, blocks of 32,
-// 64 and 128, k not always a multiple of the block, n not a multiple of the 16-output tile) run through every kernel
+// 64, 128 and 256, k not always a multiple of the block, n not a multiple of the 16-output tile) run through every kernel
 // this CPU can run ("scalar", "avx2", "avx512vnni"), for 1..11 rows (more than one row group), y = and y +=, 1 and 2
 // threads. Checks: (a) against a double-precision product of the dequantised weights and the same int8 activations
 // (within a float rounding bound); (b) against the float product with the unquantised activations (within the
@@ -215,7 +215,7 @@ int main() {
   ThreadPool *pools[2] = {&one, &two};
   int cases = 0;
   for (int bits : {4, 8}) {
-    for (int block : {32, 64, 128}) {
+    for (int block : {32, 64, 128, 256}) {
       for (int n : {16, 37, 100, 1001}) {
         for (int k : {128, 200, 256, 2048}) {
           RunCase({bits, block, n, k}, kernels, pools);
