@@ -23,7 +23,7 @@ attention kernel), and the targets: one stream >= og.Generator, and 8 candidates
 aggregate tokens/s. Usage:
 
     python bench/runtime.py [--tokens 100] [--threads 2] [--skip-transformers] [--skip-llama-cpp]
-                            [--flavours fused,layered] [--skip-long]
+                            [--flavours fused,layered,layered-ort] [--skip-long] [--native auto|avx2|...]
 """
 
 from __future__ import annotations
@@ -248,7 +248,9 @@ def main() -> None:
                     help="LM flavours of the llasa_rt path, side by side (default fused,layered)")
     ap.add_argument("--skip-long", action="store_true",
                     help=f"skip {LONG_CANDIDATES} candidates after a {LONG_PROMPT_LEN}-token prompt")
-    ap.add_argument("--native", default="auto", help="child: Engine(native_decode=...)")
+    ap.add_argument("--native", default="auto",
+                    help="the layered flavour's Engine(native_decode=...): auto, or a kernel (avx2 measures the AVX2 "
+                         "kernel on an AVX-512 machine)")
     ap.add_argument("--child", choices=list(CHILDREN))
     ap.add_argument("--path")
     a = ap.parse_args()
@@ -266,7 +268,7 @@ def main() -> None:
     bundles = {f: Path(a.bundle) if a.bundle else bundle(a.precision, flavour=f.split("-")[0]) for f in flavours}
     skip_long = ("--skip-long",) if a.skip_long else ()
     results = {f: run("llasa_rt", bundles[f], a.tokens, a.threads, *skip_long,
-                      "--native", "off" if f == "layered-ort" else "auto") for f in flavours}
+                      "--native", "off" if f == "layered-ort" else a.native) for f in flavours}
     b = bundles[flavours[0]]
     ours = results[flavours[0]]
     og_res = (run("og", b, a.tokens, a.threads)
