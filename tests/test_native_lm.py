@@ -218,7 +218,7 @@ def test_native_steps_track_onnx_runtime_and_share_the_prompt(tiny_bundle):
     segments alone: the same top-1 almost everywhere, small KL (both quantise activations, differently); a fork
     reading the shared prompt from slot 0 equals a row that holds its own copy."""
     bundle, entry, model = _open(tiny_bundle, "h128")
-    native, ort = (plain_lm(bundle.root, entry, model, 2, native_decode=mode) for mode in ("auto", "off"))
+    native, ort = (plain_lm(bundle.root, entry, model, 2, native_decode=mode) for mode in (KERNELS[-1], "off"))
     assert native.graphs.native is not None and ort.graphs.native is None
     rng = np.random.default_rng(2)
     agree, kls = [], []
@@ -253,11 +253,15 @@ def test_native_steps_track_onnx_runtime_and_share_the_prompt(tiny_bundle):
 
 
 def test_engine_runs_native_steps_batch_independent(tiny_bundle):
-    """Engine on an int4 layered bundle: its backend has the native decoder; the forks read the prompt from slot 0;
+    """Engine on an int4 layered bundle with the best kernel this CPU runs ("auto" uses only AVX-512 VNNI): its
+    backend has the native decoder; the forks read the prompt from slot 0;
     candidate 0 of 4 equals the single-candidate result (native rows do not depend on each other); "off" runs the
     segments only; bad values are refused in one line."""
     bundle, _, _ = _open(tiny_bundle, "h64")
-    engine = llasa_rt.Engine(bundle.root, threads=2, verify="fast")
+    engine = llasa_rt.Engine(bundle.root, threads=2, verify="fast", native_decode=KERNELS[-1])
+    auto = llasa_rt.Engine(bundle.root, threads=2, verify="fast")
+    auto.lm.generator(1)
+    assert (auto.lm.backend.native is not None) == ("avx512vnni" in KERNELS)  # native.AUTO_KERNELS
     text = "Native decode steps."
     kw = dict(temperature=0.9, top_p=0.95, max_new_tokens=30, min_new_tokens=30, seed=11)
     one = engine.generate_codes(text, num_candidates=1, **kw)
@@ -275,6 +279,14 @@ def test_engine_runs_native_steps_batch_independent(tiny_bundle):
         llasa_rt.Engine(bundle.root, native_decode="fastest")
     with pytest.raises(InputError, match="native_decode must be one of"):
         RuntimeOptions(native_decode="gpu")
+
+
+@pytest.mark.parametrize("kernel", [k for k in ("avx2", "avx512vnni") if k not in KERNELS] or
+                         [pytest.param("none", marks=pytest.mark.skip(reason="this CPU runs every kernel"))])
+def test_a_kernel_this_cpu_lacks_is_refused(tiny_bundle, kernel):
+    bundle, _, _ = _open(tiny_bundle, "h64")
+    with pytest.raises(InputError, match=f"kernel '{kernel}' is not one this build and CPU can run"):
+        llasa_rt.Engine(bundle.root, native_decode=kernel).lm.generator(1)
 
 
 def test_float_graphs_keep_the_segments(tiny_bundle):

@@ -127,8 +127,9 @@ class Engine:
         verify: "full" checks every file's sha256 on load; "fast" only that the files are there.
         sampler_threads: threads the C++ sampler uses for the candidates of one step (results do not depend on it).
         native_decode: layered int4/int8 bundles (`export --lm-flavour layered`): "auto" runs decode steps (up to
-            8 rows) on llasa-rt's own matrix kernels, picked for this CPU; "off" keeps ONNX Runtime for every step;
-            "avx512vnni" / "avx2" / "scalar" force a kernel. Other bundles ignore it.
+            8 rows) on llasa-rt's own matrix kernels on CPUs with AVX-512 VNNI (measured faster there) and on ONNX
+            Runtime elsewhere; "off" keeps ONNX Runtime for every step; "avx512vnni" / "avx2" / "scalar" force a
+            kernel (an error names the ones this CPU lacks). Other bundles ignore it.
     """
 
     def __init__(self, bundle: str | Path, threads: int | None = None, providers: list[str] | None = None, *,

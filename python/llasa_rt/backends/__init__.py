@@ -46,7 +46,7 @@ class RuntimeOptions:
     providers: list[str] | None = None  # ONNX Runtime execution providers; None = CPU
     sampler_threads: int = 1  # threads sampling the candidates of one step (results do not depend on it)
     cuda_graphs: bool = False  # TensorRT backend: replay decode steps as CUDA graphs (docs/gpu.md; never run)
-    native_decode: str = "auto"  # layered int4/int8 LMs: decode steps on llasa-rt's kernels; "off" or a kernel name
+    native_decode: str = "auto"  # layered int4/int8 LMs: decode steps on llasa-rt's kernels (native.AUTO_KERNELS)
 
     def __post_init__(self) -> None:
         if self.threads is not None:

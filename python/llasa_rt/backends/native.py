@@ -24,6 +24,11 @@ from ..errors import BundleError
 
 NATIVE_MODES = ("auto", "off", "avx512vnni", "avx2", "scalar")  # RuntimeOptions.native_decode
 NATIVE_MAX_TOKENS = 8  # steps of at most this many rows x new tokens run natively (one pass over the weights)
+# Kernels "auto" uses: AVX-512 VNNI was measured 1.2-2x faster per decode step than ONNX Runtime's kernels
+# (docs/performance.md). The AVX2 kernel was measured only on an AVX-512 machine, where it loses to ONNX Runtime's
+# VNNI kernels at 8 rows; against ONNX Runtime on an AVX2-only CPU it is unmeasured, so there "auto" keeps ONNX
+# Runtime and native_decode="avx2" is the opt-in (compare with `python bench/runtime.py --native avx2`).
+AUTO_KERNELS = ("avx512vnni",)
 
 _DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 7: np.int64, 10: np.float16}  # ONNX TensorProto data types
 
@@ -210,8 +215,8 @@ def open_native(folder: Path, segments: list[str], model: ModelFacts, head_rows:
             num_kv_heads=model.num_kv_heads, head_dim=model.head_dim, intermediate_size=model.intermediate_size,
             head_rows=head_rows, max_positions=int(max_positions), rms_norm_eps=float(model.rms_norm_eps),
             threads=threads, kernel=kernel))
-        if kernel == "auto" and native.kernel == "scalar":
-            return None  # no SIMD kernel for this CPU: ONNX Runtime's kernels beat the portable one
+        if kernel == "auto" and native.kernel not in AUTO_KERNELS:
+            return None  # keep ONNX Runtime's kernels where ours were not measured faster (see AUTO_KERNELS)
         # The embedding table stays in the mapped file (only the rows of the tokens fed are ever read).
         native.set_embedding(bits=embed.ints["bits"], block=embed.ints["block_size"],
                              data=w.array(embed.inputs[0], mapped=True), scales=w.array(embed.inputs[2], mapped=True),
