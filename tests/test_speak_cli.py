@@ -53,6 +53,7 @@ def test_output_raw_streams_pcm16(full_bundle):
     (["hi", "--max-new-tokens", "99999", "-o", "{out}"], "does not fit"),
     (["hi", "-o", "{dir}/x.mp3"], "use a .wav, .flac or .ogg"),
     (["hi", "-o", "{dir}/missing/x.wav"], "does not exist"),
+    (["hi", "--native-decode", "fastest", "-o", "{out}"], "native_decode must be one of auto, off"),
 ])
 def test_bad_input_gives_a_clear_error_and_no_file(full_bundle, tmp_path, args, message):
     out = tmp_path / "out.wav"

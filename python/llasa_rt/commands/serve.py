@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, help="codes per piece of text (default: the bundle's)")
     p.add_argument("--no-normalise", action="store_true", help="read numbers, dates, ... as written")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all physical cores)")
+    p.add_argument("--native-decode", default="auto", metavar="MODE",
+                   help="layered int4/int8 bundles: decode steps on llasa-rt's own kernels: auto (on AVX-512 VNNI "
+                        "CPUs), off (ONNX Runtime), or a kernel: avx512vnni, avx2, scalar (default auto)")
     p.add_argument("--fast-load", action="store_true", help="skip checking the bundle files' sha256 on load")
     p.add_argument("--shutdown-grace", type=float, default=10.0,
                    help="on SIGTERM, seconds to let running requests finish before they are cancelled (default 10)")
@@ -61,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from llasa_rt.engine import Engine
     from llasa_rt.server import ServerConfig, SpeechService, create_app
 
-    engine = Engine(args.bundle, threads=args.threads, verify="fast" if args.fast_load else "full")
+    engine = Engine(args.bundle, threads=args.threads, verify="fast" if args.fast_load else "full",
+                    native_decode=args.native_decode)
     engine._require_codec()
     config = ServerConfig(host=args.host, port=port, max_batch=max_batch, max_queue=max_queue, api_key=args.api_key,
                           timeout_s=timeout, body_timeout_s=body_timeout, model_name=Path(args.bundle).resolve().name,

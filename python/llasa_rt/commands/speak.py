@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-normalise", action="store_true",
                    help="read numbers, dates, currencies, ... as written (default: spelled out for English text)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all physical cores)")
+    p.add_argument("--native-decode", default="auto", metavar="MODE",
+                   help="layered int4/int8 bundles: decode steps on llasa-rt's own kernels: auto (on AVX-512 VNNI "
+                        "CPUs), off (ONNX Runtime), or a kernel: avx512vnni, avx2, scalar (default auto)")
     p.add_argument("--fast-load", action="store_true", help="skip checking the bundle files' sha256 on load")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on stderr")
     p.set_defaults(func=run)
@@ -147,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--chunking paper splits the text; drop --no-split")
     options = generation_options(args)  # checked before the (slow) bundle load
     text = _text(args)
-    engine = Engine(args.bundle, threads=args.threads, verify="fast" if args.fast_load else "full")
+    engine = Engine(args.bundle, threads=args.threads, verify="fast" if args.fast_load else "full",
+                    native_decode=args.native_decode)
     if args.output_raw:
         return _write_raw(engine, text, options, args)
     audio = engine.speak(text, options, voice=args.voice, split=not args.no_split, chunking=args.chunking,
