@@ -13,7 +13,7 @@ from onnx import numpy_helper
 import llasa_rt
 from llasa_rt import _core
 from llasa_rt.backends import RuntimeOptions, plain_lm
-from llasa_rt.backends.native import NATIVE_MAX_TOKENS, _Weights, open_native, read_graph
+from llasa_rt.backends.native import _Weights, open_native, read_graph
 from llasa_rt.bundle import LM_GRAPH, Bundle
 from llasa_rt.errors import InputError
 
@@ -198,7 +198,7 @@ def test_kernels_agree_and_multiple_row_groups(tiny_bundle):
     same bits."""
     bundle, entry, model = _open(tiny_bundle, "h64")
     prompt = random_prompt(5, 4)
-    batch = NATIVE_MAX_TOKENS + 3
+    batch = 11  # more than the 8 rows of one kernel call
     rng = np.random.default_rng(1)
     steps = [np.asarray(HEAD_IDS)[rng.integers(0, LLASA_TOKENS.head_rows, (batch, 1))] for _ in range(2)]
     results = {}
@@ -214,27 +214,26 @@ def test_kernels_agree_and_multiple_row_groups(tiny_bundle):
 
 
 def test_native_steps_track_onnx_runtime_and_share_the_prompt(tiny_bundle):
-    """The layered backend with native decode steps (prompt on ONNX Runtime's segments, steps native) against the
-    segments alone: the same top-1 almost everywhere, small KL (both quantise activations, differently); a fork
-    reading the shared prompt from slot 0 equals a row that holds its own copy."""
+    """The layered LM on NativeLm (prompt and steps; ONNX Runtime not even loaded) against the same bundle on ONNX
+    Runtime's segments: the same top-1 almost everywhere, small KL (both quantise activations, each with its own
+    rounding); a fork reading the shared prompt from slot 0 equals the row that holds it."""
     bundle, entry, model = _open(tiny_bundle, "h128")
     native, ort = (plain_lm(bundle.root, entry, model, 2, native_decode=mode) for mode in (KERNELS[-1], "off"))
-    assert native.graphs.native is not None and ort.graphs.native is None
+    assert native.graphs.native is not None and native.graphs.sessions == []
+    assert ort.graphs.native is None and len(ort.graphs.sessions) == model.num_layers + 1
     rng = np.random.default_rng(2)
     agree, kls = [], []
     for lm in (native, ort):
         lm.reset(4)
     prompt = np.repeat(random_prompt(20, 6), 4, axis=0)
-    outs = [lm.step(prompt) for lm in (native, ort)]
-    for _ in range(12):
-        ids = np.asarray(HEAD_IDS)[rng.integers(0, LLASA_TOKENS.head_rows, (4, 1))]
+    for step in range(13):
+        ids = prompt if step == 0 else np.asarray(HEAD_IDS)[rng.integers(0, LLASA_TOKENS.head_rows, (4, 1))]
         a, b = (lm.step(ids) for lm in (native, ort))
         pa, pb = (np.exp(x - x.max(1, keepdims=True)) for x in (a, b))
         pa, pb = pa / pa.sum(1, keepdims=True), pb / pb.sum(1, keepdims=True)
         kls.append(float((pb * (np.log(pb + 1e-30) - np.log(pa + 1e-30))).sum(1).mean()))
         agree.append(float((a.argmax(1) == b.argmax(1)).mean()))
     print(f"native vs ORT segments: top-1 {np.mean(agree):.3f}, KL {np.mean(kls):.2e}")
-    np.testing.assert_array_equal(outs[0], outs[1])  # the prompt ran on the segments in both
     assert np.mean(agree) >= 0.9 and np.mean(kls) < 0.01
 
     # Shared prompt: only slot 0 holds the prompt; the row in slot 1 reads positions < 9 from slot 0.

@@ -1,4 +1,4 @@
-"""The layered LM: L + 1 ONNX Runtime segment graphs with llasa-rt's attention kernel between them.
+"""The layered LM: L + 1 ONNX segment graphs around llasa-rt's attention kernel, or llasa-rt's own decoder.
 
 The decoder was exported cut at attention (export/lm_graph.py, `build_layered`): segment 0 turns the tokens
 into layer 0's rotated query/key/value, segment i finishes layer i-1 and produces layer i's, segment L
@@ -6,9 +6,11 @@ finishes the last layer and gives the logits. Between segments `_core.Attention`
 in the core's KvCache (float16 or float32, whatever the activations are) and attends over each row's slot -
 with the positions of a shared prompt read once from one slot for every candidate (`set_shared_prefix`).
 
-Every segment runs through an IOBinding into buffers owned here (query, key, value, attention output and
-two residual buffers used in turn), allocated for the largest batch x sequence seen so far and rebound only
-when a step's shape changes, so a decode step allocates nothing; input_ids, position_ids and logits are the
+int4/int8 bundles on a CPU whose kernel `native_decode` allows run every step on `_core.NativeLm` instead
+(native.py: the same weights, attention kernel and KV slots, llasa-rt's matrix kernels); ONNX Runtime is then not
+loaded. Otherwise every segment runs through an IOBinding into buffers owned here (query, key, value, attention
+output and two residual buffers used in turn), allocated for the largest batch x sequence seen so far and rebound
+only when a step's shape changes, so a decode step allocates nothing; input_ids, position_ids and logits are the
 core's StepBuffers.
 """
 
@@ -26,36 +28,41 @@ from .. import _core
 from ..bundle import ModelFacts
 from ..errors import BundleError, InputError
 from ..layout import LmIo, TokenLayout
-from .native import NATIVE_MAX_TOKENS
 
 
 @dataclass
 class LayeredGraphs:
     """The sessions of a layered LM's segments (shared by every backend over it) and the kernel's threads."""
 
-    sessions: list[Any]  # segment 0 .. num_layers, in order
+    sessions: list[Any]  # segment 0 .. num_layers, in order (empty when `native` runs every step)
     threads: int  # threads of one attention run
-    native: Any = None  # _core.NativeLm over the same weights for decode steps (native.open_native), or None
+    native: Any = None  # _core.NativeLm over the same weights (native.open_native): runs every step, or None
 
 
 def open_layered(folder: Path, segments: list[str], model: ModelFacts, tokens: TokenLayout, threads: int | None,
                  providers: list[str] | None, bundle_root: Path | None = None,
                  native_decode: str = "auto") -> LayeredGraphs:
-    """Opens and checks the segment graphs `segments` (file names in `folder`); with `native_decode` other than
-    "off" (see `native.NATIVE_MODES`), also llasa-rt's own decoder for decode steps when the graphs allow it."""
+    """The layered LM in `folder` (segment files `segments`): llasa-rt's own decoder (`native.open_native`) when
+    `native_decode` allows it on this CPU and the graphs are int4/int8 (then ONNX Runtime is not loaded at all),
+    else ONNX Runtime sessions of the segments, checked against the manifest."""
     from .native import open_native
     from .ort import create_session
 
+    count = threads or os.cpu_count() or 1
+    cpu_only = providers is None or list(providers) == ["CPUExecutionProvider"]
+    where = f"the layered LM of bundle '{bundle_root}'" if bundle_root else f"the layered LM in '{folder}'"
+    if len(segments) != model.num_layers + 1:
+        raise BundleError(f"{where} has {len(segments)} segments but model.num_layers = {model.num_layers} needs "
+                          f"{model.num_layers + 1}; re-export the bundle")
+    native = open_native(Path(folder), segments, model, tokens.head_rows, count, native_decode) if cpu_only else None
+    if native is not None:
+        return LayeredGraphs([], count, native)
     # The segments run in turn with the attention kernel's threads: ONNX Runtime's threads spinning between the
     # runs of L + 1 sessions would starve those (measured: a 1B decode step 20x slower with spinning).
     sessions = [create_session(Path(folder) / name, threads, providers, bundle_root, spinning=False)
                 for name in segments]
-    where = f"the layered LM of bundle '{bundle_root}'" if bundle_root else f"the layered LM in '{folder}'"
     check_segments(sessions, model, tokens, where)
-    count = threads or os.cpu_count() or 1
-    cpu_only = providers is None or list(providers) == ["CPUExecutionProvider"]
-    native = open_native(Path(folder), segments, model, tokens.head_rows, count, native_decode) if cpu_only else None
-    return LayeredGraphs(sessions, count, native)
+    return LayeredGraphs(sessions, count)
 
 
 def check_segments(sessions: list[Any], model: ModelFacts, tokens: TokenLayout, where: str) -> None:
@@ -96,7 +103,8 @@ class LayeredLmBackend(_core.Backend):
         self.q_width = model.num_attention_heads * model.head_dim
         self.kv_width = model.num_kv_heads * model.head_dim
         self.hidden = model.hidden_size
-        residual_type = next(o.type for o in self.sessions[0].get_outputs() if o.name == LmIo.RESIDUAL)
+        residual_type = next((o.type for o in self.sessions[0].get_outputs() if o.name == LmIo.RESIDUAL), None) \
+            if self.sessions else None
         self.act = np.float16 if residual_type == "tensor(float16)" else np.float32
         self.attention = _core.Attention(cache, _core.AttentionConfig(
             num_heads=model.num_attention_heads, num_kv_heads=model.num_kv_heads, head_dim=model.head_dim,
@@ -142,7 +150,7 @@ class LayeredLmBackend(_core.Backend):
         self._run(batch, seq, -1, 0)
 
     def _run(self, batch: int, seq: int, prefix_slot: int, prefix_len: int) -> None:
-        if self.native is not None and batch * seq <= NATIVE_MAX_TOKENS:
+        if self.native is not None:
             t0 = time.perf_counter() if self.profile else 0.0
             tokens = batch * seq
             self.native.run(self.cache, self.buffers.input_ids[:tokens].reshape(batch, seq),

@@ -1,13 +1,14 @@
-"""Native decode steps for the layered LM: the segment graphs' weights handed to `_core.NativeLm`.
+"""llasa-rt's own decoder for the layered LM: the segment graphs' weights handed to `_core.NativeLm`.
 
 A layered int4/int8 bundle stores its decoder as ONNX segment graphs over one external data file
-(`lm.layered.data`). ONNX Runtime runs those segments well for long steps (prompts), but a decode step of a few
-candidates is a handful of rows against every weight, where llasa-rt's own kernels (runtime/src/quant_linear*.cc)
-stream each weight once for all rows at about twice the speed. This module reads the segments' initializers
-without the `onnx` package (a small protobuf reader: the graphs are ours and the weights sit in the memory-mapped
+(`lm.layered.data`). ONNX Runtime can run those segments (with llasa-rt's attention kernel between them), but
+llasa-rt's own weight-only kernels (runtime/src/quant_linear*.cc) stream each weight once per group of up to 8 rows
+with the arithmetic overlapping the stream, and were measured faster for every step: 1.2-1.8x per decode step of
+1-8 candidates and 1.7x per prompt on an AVX-512 VNNI CPU (docs/performance.md). This module reads the segments'
+initializers without the `onnx` package (a small protobuf reader: the graphs are ours and the weights sit in the
 data file), checks that the decoder is one `NativeLm` can run (MatMulNBits products, a GatherBlockQuantized
-embedding, float32 activations), and builds it. The KV cache, attention and the shared prompt are the same as the
-segments', so a backend can mix both step by step.
+embedding, float32 activations) and builds it; `layered.open_layered` then runs every step on it and does not load
+ONNX Runtime's sessions at all. The KV cache, attention kernel and shared prompt are the ones the segments use.
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ import numpy as np
 
 from .. import _core
 from ..bundle import ModelFacts
-from ..errors import BundleError
+from ..errors import BundleError, InputError
 
 NATIVE_MODES = ("auto", "off", "avx512vnni", "avx2", "scalar")  # RuntimeOptions.native_decode
-NATIVE_MAX_TOKENS = 8  # steps of at most this many rows x new tokens run natively (one pass over the weights)
-# Kernels "auto" uses: AVX-512 VNNI was measured 1.2-2x faster per decode step than ONNX Runtime's kernels
+# Kernels "auto" uses: AVX-512 VNNI was measured 1.2-2x faster per decode step and 1.7x per prompt than ONNX Runtime
 # (docs/performance.md). The AVX2 kernel was measured only on an AVX-512 machine, where it loses to ONNX Runtime's
 # VNNI kernels at 8 rows; against ONNX Runtime on an AVX2-only CPU it is unmeasured, so there "auto" keeps ONNX
 # Runtime and native_decode="avx2" is the opt-in (compare with `python bench/runtime.py --native avx2`).
@@ -222,15 +222,26 @@ def open_native(folder: Path, segments: list[str], model: ModelFacts, head_rows:
                              data=w.array(embed.inputs[0], mapped=True), scales=w.array(embed.inputs[2], mapped=True),
                              zero_points=w.array(embed.inputs[3], mapped=True))
         native.set_rotary(np.ascontiguousarray(cos), np.ascontiguousarray(sin))
+        _set_weights(native, w, model, folder)
+    except (KeyError, StopIteration):
+        return None  # a float graph (MatMul, Gather) or fp16 norms: not a decoder NativeLm runs
+    except InputError:
+        raise  # a kernel this CPU lacks (NativeLmConfig says which)
+    except (ValueError, IndexError, OSError) as e:
+        raise BundleError(f"the layered LM in '{folder}' could not be read ({e}); the bundle is damaged: re-export "
+                          "it") from None
+    return native
+
+
+def _set_weights(native: Any, w: _Weights, model: ModelFacts, folder: Path) -> None:
+    """Every layer and the head into `native`; a shape that disagrees with manifest.json is a BundleError."""
+    try:
         for i in range(model.num_layers):
             p = f"/model/layers.{i}"
             native.set_layer(i, w.norm(f"{p}/input_layernorm"), w.matrix(f"{p}/attn/qkv_proj/MatMulNBits"),
                              w.matrix(f"{p}/attn/o_proj/MatMulNBits"), w.norm(f"{p}/post_attention_layernorm"),
                              w.matrix(f"{p}/mlp/gate_up_proj/MatMulNBits"), w.matrix(f"{p}/mlp/down_proj/MatMulNBits"))
         native.set_head(w.norm("/model/norm"), w.matrix("/lm_head/MatMulNBits"))
-    except (KeyError, StopIteration):
-        return None  # a float graph (MatMul, Gather) or fp16 norms: not a decoder NativeLm runs
-    except (ValueError, IndexError) as e:
-        raise BundleError(f"the layered LM in '{folder}' could not be read ({e}); the bundle is damaged: re-export "
-                          "it") from None
-    return native
+    except InputError as e:
+        raise BundleError(f"the layered LM in '{folder}' does not match manifest.json ({e}); re-export the "
+                          "bundle") from None
