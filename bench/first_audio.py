@@ -15,7 +15,10 @@ codec). Rows:
 
 Usage:
 
-    python bench/first_audio.py [--threads 2] [--precision int4]
+    python bench/first_audio.py [--threads 2] [--precision int4] [--flavours fused,layered]
+
+Each LM flavour (`export --lm-flavour`) runs in its own process; the layered one runs prompts and steps on
+llasa-rt's own kernels where the CPU has AVX-512 VNNI (native decode), the ratios are printed.
 """
 
 from __future__ import annotations
@@ -84,25 +87,38 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="int4", choices=["fp32", "int8", "int4"])
+    ap.add_argument("--flavours", default="fused,layered", help="LM flavours, each in its own process")
     ap.add_argument("--child")
     a = ap.parse_args()
     if a.child:
         emit(child(a.child, a.threads))
         return
-    b = voice_bundle(bundle_with_codec(a.precision))
-    r = run_child(__file__, ["--child", str(b), "--threads", str(a.threads)])
-    print(f"\nllasa-rt {a.precision}, Llasa-1B shape + X-Codec2 decoder, random weights, {a.threads} threads")
-    print("| prompt tokens | prefill tok/s |")
-    print("|---|---|")
-    for n, v in r["prefill"].items():
-        print(f"| {n} | {v:.1f} |")
-    print("\n| speak_stream | prompt tokens | first audio s | first chunk s |")
-    print("|---|---|---|---|")
-    for name in ("plain", "cloned"):
-        x = r[name]
-        what = "plain sentence" if name == "plain" else f"cloned voice ({VOICE_CODES} reference codes)"
-        print(f"| {what} | {x['prompt_tokens']} | {x['first_audio_s']:.2f} | {x['first_chunk_s']:.2f} |")
-    print(f"cloned / plain first audio: {r['cloned']['first_audio_s'] / r['plain']['first_audio_s']:.2f}x")
+    flavours = [f for f in a.flavours.split(",") if f]
+    if not flavours or any(f not in ("fused", "layered") for f in flavours):
+        raise SystemExit("--flavours takes a comma-separated list of fused, layered")
+    results = {}
+    for flavour in flavours:
+        b = voice_bundle(bundle_with_codec(a.precision, flavour))
+        r = results[flavour] = run_child(__file__, ["--child", str(b), "--threads", str(a.threads)])
+        print(f"\nllasa-rt {a.precision} {flavour}, Llasa-1B shape + X-Codec2 decoder, random weights, "
+              f"{a.threads} threads")
+        print("| prompt tokens | prefill tok/s |")
+        print("|---|---|")
+        for n, v in r["prefill"].items():
+            print(f"| {n} | {v:.1f} |")
+        print("\n| speak_stream | prompt tokens | first audio s | first chunk s |")
+        print("|---|---|---|---|")
+        for name in ("plain", "cloned"):
+            x = r[name]
+            what = "plain sentence" if name == "plain" else f"cloned voice ({VOICE_CODES} reference codes)"
+            print(f"| {what} | {x['prompt_tokens']} | {x['first_audio_s']:.2f} | {x['first_chunk_s']:.2f} |")
+        print(f"cloned / plain first audio: {r['cloned']['first_audio_s'] / r['plain']['first_audio_s']:.2f}x")
+    if len(results) == 2:
+        f, g = results["fused"], results["layered"]
+        prefill = ", ".join(f"{n}: {g['prefill'][n] / f['prefill'][n]:.2f}x" for n in f["prefill"])
+        print(f"\nlayered / fused prefill tok/s by prompt tokens: {prefill}; first audio fused / layered: plain "
+              f"{f['plain']['first_audio_s'] / g['plain']['first_audio_s']:.2f}x, cloned "
+              f"{f['cloned']['first_audio_s'] / g['cloned']['first_audio_s']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -32,14 +32,15 @@ from llasa_rt.layout import LLASA_TOKENS as T
 TEXT = "The quick brown fox jumps over the lazy dog, and the children watch from the garden."
 
 
-def bundle_with_codec(precision: str) -> Path:
+def bundle_with_codec(precision: str, flavour: str = "fused") -> Path:
+    """bench/out/llasa-1b-random-<precision>[-layered]-codec: the LM (of that flavour) + the X-Codec2 decoder."""
     from llasa_rt.export.bundle_export import export_bundle
 
-    b = OUT / f"llasa-1b-random-{precision}-codec"
+    b = OUT / f"llasa-1b-random-{precision}{'' if flavour == 'fused' else '-' + flavour}-codec"
     if not (b / "manifest.json").is_file():
         codec = codec_checkpoint(None, OUT)
         export_bundle(str(checkpoint()), b, precision=precision, codec=str(codec), overwrite=True, verify=False,
-                      log=lambda m: None)
+                      log=lambda m: None, lm_flavour=flavour)
     return b
 
 

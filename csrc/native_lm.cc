@@ -45,7 +45,8 @@ PyQuantMatrix MakeMatrix(int n, int k, int bits, int block, const py::array &dat
 
 void BindNativeLm(py::module_ &m) {
   using C = NativeLmConfig;
-  BindOptions<C>(m, "NativeLmConfig", "Shape of the decoder NativeLm runs. Keyword-only; invalid values raise InputError.",
+  BindOptions<C>(m, "NativeLmConfig",
+                 "Shape of the decoder NativeLm runs. Keyword-only; invalid values raise InputError.",
                  Required("num_layers", &C::num_layers, "Decoder layers."),
                  Required("hidden_size", &C::hidden_size, "Width of the residual stream."),
                  Required("num_heads", &C::num_heads, "Query heads."),
@@ -60,8 +61,9 @@ void BindNativeLm(py::module_ &m) {
 
   py::class_<PyQuantMatrix>(m, "QuantMatrix",
                             "A weight-only quantised matrix W [n, k] in ONNX Runtime's MatMulNBits layout (y = x W^T): "
-                            "data uint8 [n, ceil(k/block), block*bits/8], scales float32 [n*k/block], zero_points uint8 "
-                            "(4 bits: two per byte per row, rows padded to whole bytes; 8 bits: one per block).")
+                            "data uint8 [n, ceil(k/block), block*bits/8], scales float32 [n*ceil(k/block)], "
+                            "zero_points uint8 (4 bits: two per byte per row, rows padded to whole bytes; 8 bits: one "
+                            "per block).")
       .def(py::init(&MakeMatrix), py::kw_only(), py::arg("n"), py::arg("k"), py::arg("bits"), py::arg("block"),
            py::arg("data"), py::arg("scales"), py::arg("zero_points"))
       .def_property_readonly("n", [](const PyQuantMatrix &q) { return q.matrix.n; })
@@ -91,7 +93,8 @@ void BindNativeLm(py::module_ &m) {
             const py::ssize_t zp_row = bits == 4 ? (blocks + 1) / 2 : blocks;
             const auto *d = Checked<uint8_t>(data, who, "embedding data", {vocab, hidden * bits / 8}, false, "uint8");
             const auto *s = Checked<float>(scales, who, "embedding scales", {vocab, blocks}, false, "float32");
-            const auto *z = Checked<uint8_t>(zero_points, who, "embedding zero_points", {vocab, zp_row}, false, "uint8");
+            const auto *z =
+                Checked<uint8_t>(zero_points, who, "embedding zero_points", {vocab, zp_row}, false, "uint8");
             self.SetEmbedding(static_cast<int>(vocab), bits, block, d, s, z);
           },
           py::arg("bits"), py::arg("block"), py::arg("data"), py::arg("scales"), py::arg("zero_points"),
@@ -109,7 +112,8 @@ void BindNativeLm(py::module_ &m) {
           py::arg("cos"), py::arg("sin"), "Rotary tables float32 [max_positions, head_dim/2]; copied.")
       .def(
           "set_layer",
-          [who](NativeLm &self, int layer, const py::array &input_norm, const PyQuantMatrix &qkv, const PyQuantMatrix &o,
+          [who](NativeLm &self, int layer, const py::array &input_norm, const PyQuantMatrix &qkv,
+                const PyQuantMatrix &o,
                 const py::array &post_norm, const PyQuantMatrix &gate_up, const PyQuantMatrix &down) {
             const py::ssize_t h = self.config().hidden_size;
             const float *in = Checked<float>(input_norm, who, "input_norm", {h}, false, "float32");
@@ -131,7 +135,8 @@ void BindNativeLm(py::module_ &m) {
           py::arg("final_norm"), py::arg("head"), "Final RMSNorm weight float32 [hidden] and the head; copied.")
       .def(
           "run",
-          [who](NativeLm &self, KvCache &cache, const py::array &input_ids, const py::array &position_ids, const py::array &slots,
+          [who](NativeLm &self, KvCache &cache, const py::array &input_ids, const py::array &position_ids,
+                const py::array &slots,
                 const py::array &past_lens, int prefix_slot, int prefix_len, const py::array &logits) {
             if (input_ids.ndim() != 2) throw std::invalid_argument("NativeLm.run: input_ids must be [batch, seq]");
             const py::ssize_t batch = input_ids.shape(0), seq = input_ids.shape(1);
@@ -141,9 +146,11 @@ void BindNativeLm(py::module_ &m) {
             const int *pp = Checked<int>(past_lens, who, "past_lens", {batch}, false, "int32");
             float *out = Checked<float>(logits, who, "logits", {batch, self.config().head_rows}, true, "float32");
             py::gil_scoped_release release;
-            self.Run(cache, ids, pos, static_cast<int>(batch), static_cast<int>(seq), sp, pp, prefix_slot, prefix_len, out);
+            self.Run(cache, ids, pos, static_cast<int>(batch), static_cast<int>(seq), sp, pp, prefix_slot, prefix_len,
+                     out);
           },
-          py::arg("cache"), py::arg("input_ids"), py::arg("position_ids"), py::arg("slots"), py::arg("past_lens"), py::arg("prefix_slot"),
+          py::arg("cache"), py::arg("input_ids"), py::arg("position_ids"), py::arg("slots"), py::arg("past_lens"),
+          py::arg("prefix_slot"),
           py::arg("prefix_len"), py::arg("logits"),
           "One step over `cache` (a KvCache of this model's shape; keep it alive while this NativeLm is used with it): "
           "input_ids and position_ids int64 [batch, seq], slots and past_lens int32 [batch] (as "

@@ -1,4 +1,5 @@
-// llasa-rt: the element-wise loops of elementwise.h compiled for AVX-512 (F, BW) (called only on CPUs that report them).
+// llasa-rt: the element-wise loops of elementwise.h compiled for AVX-512 F + BW (called only on CPUs that report
+// them).
 #include "elementwise.h"
 #include "quant_linear.h"
 

@@ -64,13 +64,14 @@ void NativeLmConfig::Validate() const {
   positive(threads, "threads");
   if (head_dim % 2) throw std::invalid_argument("NativeLmConfig head_dim must be even, got " + Int(head_dim));
   if (num_heads % num_kv_heads) {
-    throw std::invalid_argument("NativeLmConfig num_heads (" + Int(num_heads) + ") must be a multiple of num_kv_heads (" +
-                                Int(num_kv_heads) + ")");
+    throw std::invalid_argument("NativeLmConfig num_heads (" + Int(num_heads) +
+                                ") must be a multiple of num_kv_heads (" + Int(num_kv_heads) + ")");
   }
   if (!(rms_norm_eps > 0.0f)) throw std::invalid_argument("NativeLmConfig rms_norm_eps must be > 0");
   if (!QuantKernelsByName(kernel.c_str(), nullptr)) {
     throw std::invalid_argument("NativeLmConfig kernel '" + kernel +
-                                "' is not one this build and CPU can run; use 'auto', 'avx512vnni', 'avx2' or 'scalar'");
+                                "' is not one this build and CPU can run; use 'auto', 'avx512vnni', 'avx2' or "
+                                "'scalar'");
   }
 }
 
@@ -154,7 +155,9 @@ void NativeLm::SetLayer(int layer, const float *input_norm, const QuantMatrix &q
   if (layer < 0 || layer >= c.num_layers) {
     throw std::out_of_range("NativeLm::SetLayer: layer " + Int(layer) + " outside [0, " + Int(c.num_layers) + ")");
   }
-  if (input_norm == nullptr || post_norm == nullptr) throw std::invalid_argument("NativeLm::SetLayer: null norm weight");
+  if (input_norm == nullptr || post_norm == nullptr) {
+    throw std::invalid_argument("NativeLm::SetLayer: null norm weight");
+  }
   const int H = c.hidden_size, D = c.head_dim;
   Layer l;
   l.input_norm.assign(input_norm, input_norm + H);
@@ -182,7 +185,8 @@ bool NativeLm::ready() const {
   return true;
 }
 
-void NativeLm::Run(KvCache &cache, const int64_t *input_ids, const int64_t *position_ids, int batch, int seq, const int *slots,
+void NativeLm::Run(KvCache &cache, const int64_t *input_ids, const int64_t *position_ids, int batch, int seq,
+                   const int *slots,
                    const int *past_lens, int prefix_slot, int prefix_len, float *logits) {
   if (!ready()) {
     throw std::invalid_argument("NativeLm::Run: the weights are not all set (embedding, rotary, layers, head)");

@@ -69,7 +69,9 @@ QuantLinear::QuantLinear(int n, int k, int bits, int block, const uint8_t *data,
         for (int c = 0; c < block / 4; ++c) {
           for (int j = 0; j < quant::kTileN; ++j) {
             const int row = t * quant::kTileN + j;
-            for (int s = 0; s < 4; ++s) p[c * 64 + 4 * j + s] = row < n ? static_cast<uint8_t>(q_of(row, k0 + c * 4 + s)) : 0;
+            for (int s = 0; s < 4; ++s) {
+              p[c * 64 + 4 * j + s] = row < n ? static_cast<uint8_t>(q_of(row, k0 + c * 4 + s)) : 0;
+            }
           }
         }
       }
@@ -246,7 +248,9 @@ bool QuantKernelsByName(const char *name, quant::Kernels *out) {
     k = {"scalar", quant::KernelScalar, quant::QuantizeRowsScalar, quant::SiluMulScalar};
   }
 #else
-  if (n == "auto" || n == "scalar") k = {"scalar", quant::KernelScalar, quant::QuantizeRowsScalar, quant::SiluMulScalar};
+  if (n == "auto" || n == "scalar") {
+    k = {"scalar", quant::KernelScalar, quant::QuantizeRowsScalar, quant::SiluMulScalar};
+  }
 #endif
   if (k.matmul == nullptr) return false;
   if (out) *out = k;

@@ -1,10 +1,10 @@
-// llasa-rt: a Llama decoder's forward pass in C++ for the short steps of decoding (a few rows, one new token each:
-// the live candidates), over the weights of a quantised layered LM bundle. It computes what the layered flavour's
-// ONNX segment graphs compute (embedding, RMSNorm, q|k|v with rotary, attention over the KvCache with the shared
-// prompt, o_proj, SiLU MLP, final norm, the 65,537-row head at the last position) with llasa-rt's own weight-only
-// int4/int8 matrix kernels, which stream the weights once per step for all rows (AVX-512 VNNI, AVX2 or portable,
-// picked at run time). Prompts and other long steps stay on ONNX Runtime's segments (its GEMMs are faster there);
-// both write the same KvCache slots.
+// llasa-rt: a Llama decoder's forward pass in C++ over the weights of a quantised layered LM bundle, for decode
+// steps (a few rows, one new token each: the live candidates) and prompts alike. It computes what the layered
+// flavour's ONNX segment graphs compute (embedding, RMSNorm, q|k|v with rotary, attention over the KvCache with the
+// shared prompt, o_proj, SiLU MLP, final norm, the 65,537-row head at the last position) with llasa-rt's own
+// weight-only int4/int8 matrix kernels, which stream the weights once per group of up to 8 rows (AVX-512 VNNI, AVX2
+// or portable, picked at run time). The KvCache slots are the ones the ONNX Runtime segments would use, so either
+// can continue the other's sequence.
 #pragma once
 
 #include <cstdint>
@@ -35,7 +35,8 @@ struct NativeLmConfig {
 };
 
 // One weight-only quantised matrix W [n, k] in ONNX Runtime's MatMulNBits layout (y = x W^T): data uint8
-// [n, ceil(k / block), block * bits / 8] (the last block zero-padded) (4 bits: two per byte, low nibble first), scales float [n * k / block],
+// [n, ceil(k / block), block * bits / 8] (the last block zero-padded; 4 bits: two per byte, low nibble first),
+// scales float [n * ceil(k / block)],
 // zero_points uint8 (4 bits: two per byte per row, each row padded to a whole byte; 8 bits: one per block). Views:
 // NativeLm copies them into its own layout.
 struct QuantMatrix {
