@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -61,7 +62,8 @@ void AttentionConfig::Validate() const {
 
 struct Attention::Impl {
   Kernel kernel;
-  ThreadPool pool;
+  std::unique_ptr<ThreadPool> own;  // The pool made for this object (none when one was shared with it).
+  ThreadPool &pool;
   std::vector<float> floats;  // Every worker's scratch.
   std::vector<int> ints;
   std::vector<attention::Scratch> scratch;  // One per worker.
@@ -71,10 +73,14 @@ struct Attention::Impl {
   const float *k = nullptr;
   const float *v = nullptr;
 
-  Impl(int threads, int head_dim) : kernel(PickKernel(head_dim)), pool(threads) {}
+  Impl(int threads, int head_dim, ThreadPool *shared)
+      : kernel(PickKernel(head_dim)),
+        own(shared ? nullptr : std::make_unique<ThreadPool>(threads)),
+        pool(shared ? *shared : *own) {}
 };
 
-Attention::Attention(KvCache &cache, const AttentionConfig &config) : cache_(cache), config_(config) {
+Attention::Attention(KvCache &cache, const AttentionConfig &config, ThreadPool *pool)
+    : cache_(cache), config_(config) {
   config_.Validate();
   const KvCacheConfig &c = cache.config();
   if (c.num_kv_heads != config_.num_kv_heads || c.head_dim != config_.head_dim) {
@@ -82,7 +88,7 @@ Attention::Attention(KvCache &cache, const AttentionConfig &config) : cache_(cac
                                 Int(c.head_dim) + " but the AttentionConfig says " + Int(config_.num_kv_heads) +
                                 " of " + Int(config_.head_dim) + "; make both from the same model config");
   }
-  impl_ = std::make_unique<Impl>(config_.threads, config_.head_dim);
+  impl_ = std::make_unique<Impl>(config_.threads, config_.head_dim, pool);
   const int D = config_.head_dim;
   const size_t per_worker = 2 * static_cast<size_t>(attention::kChunk) * D + 3 * attention::kChunk +
                             2 * static_cast<size_t>(D) * attention::kTile + attention::kGroup * attention::kTile;

@@ -95,7 +95,7 @@ struct NativeLm::Impl {
   std::vector<float> residual, normed, qkv, q, k, v, attn, gate_up, act, last;
   std::vector<uint8_t> scratch;
 
-  explicit Impl(const NativeLmConfig &c) : pool(c.threads) {
+  explicit Impl(const NativeLmConfig &c) : pool(c.threads, /*spin=*/true) {
     QuantKernelsByName(c.kernel.c_str(), &kernels);  // Validate() checked that it exists.
     layers.resize(c.num_layers);
     layer_set.assign(c.num_layers, false);
@@ -209,7 +209,8 @@ void NativeLm::Run(KvCache &cache, const int64_t *input_ids, const int64_t *posi
   if (im.cache != &cache) {  // Attention reads the cache's slots, length and dtype at each call.
     im.attention = std::make_unique<Attention>(cache, AttentionConfig{c.num_heads, c.num_kv_heads, c.head_dim,
                                                                       1.0f / std::sqrt(static_cast<float>(c.head_dim)),
-                                                                      c.threads});
+                                                                      c.threads},
+                                               &im.pool);
     im.cache = &cache;
   }
   const int T = batch * seq, H = c.hidden_size, D = c.head_dim, half = D / 2;

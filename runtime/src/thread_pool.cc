@@ -6,7 +6,7 @@
 
 namespace llasa_rt {
 
-ThreadPool::ThreadPool(int threads) {
+ThreadPool::ThreadPool(int threads, bool spin) : spin_(spin) {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1, got " + std::to_string(threads));
   workers_.reserve(static_cast<size_t>(threads - 1));
   for (int w = 1; w < threads; ++w) workers_.emplace_back([this, w] { WorkerLoop(w); });
@@ -15,7 +15,7 @@ ThreadPool::ThreadPool(int threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
+    stopping_.store(true);
   }
   wake_.notify_all();
   for (auto &t : workers_) t.join();
@@ -32,12 +32,37 @@ void ThreadPool::Drain(int worker) {
   }
 }
 
+namespace {
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spins until done() or kSpin has passed (not at all without `spin`); true when done() held.
+template <typename Done>
+bool SpinFor(bool spin, Done done) {
+  if (!spin) return done();
+  const auto until = std::chrono::steady_clock::now() + ThreadPool::kSpin;
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+    CpuRelax();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() >= until) return done();
+  }
+}
+
+}  // namespace
+
 void ThreadPool::Run(int tasks, TaskFn fn, void *context) {
   if (tasks <= 0) return;
   if (workers_.empty() || tasks == 1) {  // Nothing to share: no wake-up cost.
     for (int task = 0; task < tasks; ++task) fn(context, task, 0);
     return;
   }
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     fn_ = fn;
@@ -45,15 +70,21 @@ void ThreadPool::Run(int tasks, TaskFn fn, void *context) {
     tasks_ = tasks;
     next_task_.store(0);
     error_ = nullptr;
-    busy_ = static_cast<int>(workers_.size());
-    ++generation_;
+    busy_.store(static_cast<int>(workers_.size()));
+    generation_.fetch_add(1);  // Spinning workers see this; sleeping ones are woken below.
+    wake = sleeping_ > 0;
   }
-  wake_.notify_all();
+  if (wake) wake_.notify_all();
   Drain(0);
+  if (!SpinFor(spin_, [this] { return busy_.load() == 0; })) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    caller_sleeping_ = true;
+    done_.wait(lock, [this] { return busy_.load() == 0; });
+    caller_sleeping_ = false;
+  }
   std::exception_ptr error;
   {
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return busy_ == 0; });
+    std::lock_guard<std::mutex> lock(mutex_);
     error = error_;
     error_ = nullptr;
   }
@@ -63,16 +94,22 @@ void ThreadPool::Run(int tasks, TaskFn fn, void *context) {
 void ThreadPool::WorkerLoop(int worker) {
   uint64_t seen = 0;
   for (;;) {
-    {
+    if (!SpinFor(spin_, [&] { return generation_.load() != seen || stopping_.load(); })) {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_) return;
-      seen = generation_;
+      ++sleeping_;
+      wake_.wait(lock, [&] { return stopping_.load() || generation_.load() != seen; });
+      --sleeping_;
+    }
+    if (stopping_.load()) return;
+    {
+      // The task fields were written under mutex_ before the generation changed; taking it orders the reads.
+      std::lock_guard<std::mutex> lock(mutex_);
+      seen = generation_.load();
     }
     Drain(worker);
-    {
+    if (busy_.fetch_sub(1) == 1) {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (--busy_ == 0) done_.notify_one();
+      if (caller_sleeping_) done_.notify_one();
     }
   }
 }

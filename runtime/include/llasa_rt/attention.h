@@ -10,6 +10,8 @@
 
 namespace llasa_rt {
 
+class ThreadPool;  // The core's internal thread pool (runtime/src/thread_pool.h).
+
 // Shape of the attention of one layer.
 struct AttentionConfig {
   int num_heads = 0;     // Query heads.
@@ -25,8 +27,9 @@ struct AttentionConfig {
 class Attention {
  public:
   // `cache` (dtype float32 or float16) must have config.num_kv_heads heads of config.head_dim; it must outlive
-  // this object. Throws std::invalid_argument when the shapes disagree.
-  Attention(KvCache &cache, const AttentionConfig &config);
+  // this object. Throws std::invalid_argument when the shapes disagree. `pool`: for the core's own use (NativeLm
+  // shares its threads with its attention); null = a pool of config.threads threads of its own.
+  Attention(KvCache &cache, const AttentionConfig &config, ThreadPool *pool = nullptr);
   ~Attention();
   Attention(const Attention &) = delete;
   Attention &operator=(const Attention &) = delete;
