@@ -12,8 +12,13 @@ from llasa_rt.export.tiny_codec import make_tiny_xcodec2
 
 
 def codec_checkpoint(codec: str | None, work: Path) -> Path:
-    """The checkpoint folder given, or a random 'real-decoder' checkpoint written into `work`."""
-    return Path(codec) if codec else make_tiny_xcodec2(work / "xcodec2-real-decoder", "real-decoder", seed=0)
+    """The checkpoint folder given, or a random 'real-decoder' checkpoint in `work` (written on first use)."""
+    if codec:
+        return Path(codec)
+    folder = work / "xcodec2-real-decoder"
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return folder
+    return make_tiny_xcodec2(folder, "real-decoder", seed=0)
 
 
 def codec_bundle(checkpoint: Path, work: Path, precision: str) -> Path:
