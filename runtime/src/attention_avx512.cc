@@ -79,20 +79,7 @@ void PVBlock(const float *p, const float *v, int n, int D, int d0, const float *
 
 struct Avx512Ops {
   // Columns [n, round_up(n, 16)) are zero; later columns are never read.
-  static void LoadK(const void *src, bool f16, int n, int D, float *kt) {
-    const int padded = (n + 15) / 16 * 16;
-    for (int j0 = 0; j0 < padded; j0 += 8) {
-      const int rows = n - j0 < 0 ? 0 : (n - j0 < 8 ? n - j0 : 8);
-      for (int d0 = 0; d0 < D; d0 += 8) {
-        __m256 block[8];
-        for (int i = 0; i < 8; ++i) {
-          block[i] = i < rows ? Load8(src, f16, static_cast<size_t>(j0 + i) * D + d0) : _mm256_setzero_ps();
-        }
-        Transpose8(block);
-        for (int i = 0; i < 8; ++i) _mm256_storeu_ps(kt + (d0 + i) * kTile + j0, block[i]);
-      }
-    }
-  }
+  static void LoadK(const void *src, bool f16, int n, int D, float *kt) { LoadKeysTransposed(src, f16, n, D, 16, kt); }
 
   static const float *LoadV(const void *src, bool f16, int n, int D, float *vt) {
     if (!f16) return static_cast<const float *>(src);

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "attention_kernels.h"
+
 namespace llasa_rt {
 namespace attention {
 namespace {
@@ -71,6 +73,23 @@ inline void Transpose8(__m256 r[8]) {
   r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
   r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// Keys [n, D] (float32 or float16) -> kt [D, kTile] (column j = key j) in 8x8 blocks; columns [n, round_up(n, pad))
+// are zero (pad: a multiple of 8, the kernel's vector width); later columns are not written.
+inline void LoadKeysTransposed(const void *src, bool f16, int n, int D, int pad, float *kt) {
+  const int padded = (n + pad - 1) / pad * pad;
+  for (int j0 = 0; j0 < padded; j0 += 8) {
+    const int rows = n - j0 < 0 ? 0 : (n - j0 < 8 ? n - j0 : 8);
+    for (int d0 = 0; d0 < D; d0 += 8) {
+      __m256 block[8];
+      for (int i = 0; i < 8; ++i) {
+        block[i] = i < rows ? Load8(src, f16, static_cast<size_t>(j0 + i) * D + d0) : _mm256_setzero_ps();
+      }
+      Transpose8(block);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(kt + (d0 + i) * kTile + j0, block[i]);
+    }
+  }
 }
 
 }  // namespace
