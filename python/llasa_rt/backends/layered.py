@@ -103,12 +103,15 @@ class LayeredLmBackend(_core.Backend):
         self.q_width = model.num_attention_heads * model.head_dim
         self.kv_width = model.num_kv_heads * model.head_dim
         self.hidden = model.hidden_size
-        residual_type = next((o.type for o in self.sessions[0].get_outputs() if o.name == LmIo.RESIDUAL), None) \
-            if self.sessions else None
-        self.act = np.float16 if residual_type == "tensor(float16)" else np.float32
-        self.attention = _core.Attention(cache, _core.AttentionConfig(
-            num_heads=model.num_attention_heads, num_kv_heads=model.num_kv_heads, head_dim=model.head_dim,
-            scale=float(1.0 / np.sqrt(model.head_dim)), threads=graphs.threads))
+        # The segments' activation dtype and the attention kernel between them: only without NativeLm, which runs
+        # every step with its own attention (no idle thread pool per backend).
+        self.act, self.attention = np.float32, None
+        if self.native is None:
+            residual_type = next(o.type for o in self.sessions[0].get_outputs() if o.name == LmIo.RESIDUAL)
+            self.act = np.float16 if residual_type == "tensor(float16)" else np.float32
+            self.attention = _core.Attention(cache, _core.AttentionConfig(
+                num_heads=model.num_attention_heads, num_kv_heads=model.num_kv_heads, head_dim=model.head_dim,
+                scale=float(1.0 / np.sqrt(model.head_dim)), threads=graphs.threads))
         self.rows = int(buffers.rows)
         self.ids_ptr = _pointer(buffers.input_ids)
         self.pos_ptr = _pointer(buffers.position_ids)
