@@ -16,6 +16,7 @@ from llasa_rt.backends import RuntimeOptions, plain_lm
 from llasa_rt.backends.native import _Weights, open_native, read_graph
 from llasa_rt.bundle import LM_GRAPH, Bundle
 from llasa_rt.errors import InputError
+from llasa_rt.export.quantize import Quantized, dequantize
 
 from lm_helpers import HEAD_IDS, LLASA_TOKENS, random_prompt
 
@@ -39,20 +40,13 @@ def _open(tiny_bundle, name: str, precision: str = "int4"):
 
 # ---- the float64 reference ------------------------------------------------------------------------------------------
 def _dequant(w: _Weights, node_name: str) -> tuple[np.ndarray, int]:
-    """(W [N, K] float64, block) of a MatMulNBits node."""
+    """(W [N, K] float64, block) of a MatMulNBits node, through the exporter's NumPy reference `dequantize`."""
     node = w.nodes[node_name]
     n, k, bits, block = (node.ints[a] for a in ("N", "K", "bits", "block_size"))
-    data = w.array(node.inputs[1]).reshape(n, -1)
-    blocks = data.shape[1] * 8 // bits // block
-    scales = w.array(node.inputs[2]).reshape(n, blocks).astype(np.float64)
-    zp = w.array(node.inputs[3]).reshape(n, -1)
-    if bits == 4:
-        q = np.stack([data & 0x0F, data >> 4], axis=-1).reshape(n, blocks, block)
-        zp = np.stack([zp & 0x0F, zp >> 4], axis=-1).reshape(n, -1)[:, :blocks]
-    else:
-        q, zp = data.reshape(n, blocks, block), zp.reshape(n, blocks)
-    deq = (q.astype(np.float64) - zp[:, :, None]) * scales[:, :, None]
-    return deq.reshape(n, -1)[:, :k], block
+    data = w.array(node.inputs[1])
+    q = Quantized(data=data, scales=w.array(node.inputs[2]).reshape(n, data.shape[1]),
+                  zero_points=w.array(node.inputs[3]).reshape(n, -1), bits=bits, block_size=block, k=k)
+    return dequantize(q).astype(np.float64), block
 
 
 def _qlinear(x: np.ndarray, wb: tuple[np.ndarray, int], quantise: bool) -> np.ndarray:
@@ -78,12 +72,10 @@ class Reference:
         self.m, self.quantise = model, quantise
         emb = w.nodes["/model/embed_tokens/GatherBlockQuantized"]
         data, scales, zp = (w.array(emb.inputs[i]) for i in (0, 2, 3))
-        block, bits = emb.ints["block_size"], emb.ints["bits"]
-        if bits == 4:
-            data = np.stack([data & 0x0F, data >> 4], axis=-1).reshape(data.shape[0], -1)
-            zp = np.stack([zp & 0x0F, zp >> 4], axis=-1).reshape(zp.shape[0], -1)[:, :scales.shape[1]]
-        self.embed = ((data.reshape(data.shape[0], -1, block).astype(np.float64) - zp[:, :, None])
-                      * scales[:, :, None]).reshape(data.shape[0], -1)
+        vocab, blocks = scales.shape  # GatherBlockQuantized packs each row like a MatMulNBits weight row
+        self.embed = dequantize(Quantized(data=data.reshape(vocab, blocks, -1), scales=scales, zero_points=zp,
+                                          bits=emb.ints["bits"], block_size=emb.ints["block_size"],
+                                          k=model.hidden_size)).astype(np.float64)
         rot = next(n for n in w.nodes.values() if n.op == "RotaryEmbedding")
         self.cos, self.sin = w.array(rot.inputs[2]).astype(np.float64), w.array(rot.inputs[3]).astype(np.float64)
         self.layers = []
